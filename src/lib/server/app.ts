@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import type { Config } from './config';
+import { Database } from './db/database';
+import { migrate } from './db/migrator';
+import { AssetRepository } from './repositories/asset.repository';
+import { StorageRepository } from './repositories/storage.repository';
+import { SystemMetadataRepository } from './repositories/system-metadata.repository';
+import { UserRepository } from './repositories/user.repository';
+import { AssetService } from './services/asset.service';
+import { AuthService } from './services/auth.service';
+import { MaintenanceService } from './services/maintenance.service';
+import { ServerInfoService } from './services/server-info.service';
+import { StorageService } from './services/storage.service';
+import { UserService } from './services/user.service';
+
+export interface StartOptions {
+  /** Tests run the embedded cluster without fsync. */
+  fsync?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * The composition root: one place that builds repositories and services from the config.
+ * The web server (hooks.server.ts) and the command line both start the app through here.
+ */
+export class Lifeboat {
+  readonly storageRepository = new StorageRepository();
+  readonly storage: StorageService;
+  readonly maintenance: MaintenanceService;
+  readonly users: UserRepository;
+  readonly metadata: SystemMetadataRepository;
+  readonly assets: AssetRepository;
+  readonly auth: AuthService;
+  readonly assetService: AssetService;
+  readonly userService: UserService;
+  readonly serverInfo: ServerInfoService;
+  private onboarded = false;
+  private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
+
+  private constructor(
+    readonly config: Config,
+    readonly db: Database,
+    readonly log: (line: string) => void,
+  ) {
+    this.storage = new StorageService(config.uploadLocation, this.storageRepository);
+    this.maintenance = new MaintenanceService(join(config.uploadLocation, '.lifeboat'), this.storageRepository);
+    this.users = new UserRepository(db);
+    this.metadata = new SystemMetadataRepository(db);
+    this.assets = new AssetRepository(db);
+    this.auth = new AuthService(this.users, this.storage);
+    this.assetService = new AssetService(config.uploadLocation, this.assets, this.storageRepository);
+    this.userService = new UserService(this.users, this.storage);
+    this.serverInfo = new ServerInfoService(() => this.isOnboarded(), () => this.maintenance.isActive());
+  }
+
+  static async start(config: Config, options: StartOptions = {}): Promise<Lifeboat> {
+    const log = options.log ?? ((line: string) => console.log(`[lifeboat] ${line}`));
+    const storage = new StorageService(config.uploadLocation, new StorageRepository());
+    await storage.ensureLayout();
+    const db = await Database.open(config, { fsync: options.fsync });
+    const app = new Lifeboat(config, db, log);
+    try {
+      const status = await app.maintenance.load();
+      if (status.active) {
+        // A restore may have left the database half-known: migrations wait until maintenance ends.
+        log(`Starting in maintenance mode (${status.task}${status.error ? `: ${status.error}` : ''})`);
+      } else {
+        await app.migrate();
+      }
+    } catch (error) {
+      await db.shutdown();
+      throw error;
+    }
+    return app;
+  }
+
+  async migrate(): Promise<string[]> {
+    const ran = await this.db.withClient((client) => migrate(client, { log: this.log }));
+    if (ran.length) this.log(`Applied ${ran.length} migration(s): ${ran.join(', ')}`);
+    return ran;
+  }
+
+  /** Once an admin exists the answer never changes, except through a restore, which calls forgetOnboarding(). */
+  async isOnboarded(): Promise<boolean> {
+    if (!this.onboarded && !this.maintenance.isActive()) this.onboarded = await this.auth.hasAdmin();
+    return this.onboarded;
+  }
+
+  forgetOnboarding(): void {
+    this.onboarded = false;
+  }
+
+  onShutdown(hook: () => Promise<void> | void): void {
+    this.shutdownHooks.push(hook);
+  }
+
+  async shutdown(): Promise<void> {
+    for (const hook of this.shutdownHooks.reverse()) await hook();
+    await this.db.shutdown();
+  }
+}

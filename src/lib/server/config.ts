@@ -1,0 +1,119 @@
+import { resolve } from 'node:path';
+
+/** Where the instance database lives: a cluster the app runs itself, or a server the admin gave us. */
+export type DatabaseConfig =
+  | { kind: 'embedded'; dataLocation: string; database: string }
+  | {
+      kind: 'external';
+      host: string;
+      port: number;
+      user: string;
+      password: string | undefined;
+      database: string;
+    };
+
+export interface Config {
+  uploadLocation: string;
+  database: DatabaseConfig;
+  pgBinDir: string | undefined;
+  port: number;
+  host: string;
+  /** Largest backup file accepted by the upload route. */
+  uploadMaxBytes: number;
+  /** A pg_dump or psql child running longer than this is killed as hung. */
+  childTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+    fix: string,
+  ) {
+    super(`Invalid configuration: ${variable} ${problem}. ${fix}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function portOf(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new ConfigError(name, `is "${raw}", not a port number`, `Set ${name} to a whole number between 1 and 65535.`);
+  }
+  return value;
+}
+
+function positiveIntOf(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigError(name, `is "${raw}", not a positive whole number`, `Set ${name} to a whole number of at least 1, or leave it unset for the default.`);
+  }
+  return value;
+}
+
+function pathOf(env: Env, name: string, fallback: string): string {
+  const raw = env[name];
+  if (raw !== undefined && raw.trim() === '' && raw !== '') {
+    throw new ConfigError(name, 'is blank', `Set ${name} to a folder path, or leave it unset for the default (${fallback}).`);
+  }
+  return resolve(raw || fallback);
+}
+
+function databaseOf(env: Env): DatabaseConfig {
+  const name = env.DB_DATABASE_NAME || 'immich';
+  if (!/^[A-Za-z_][\w$-]{0,62}$/.test(name)) {
+    throw new ConfigError('DB_DATABASE_NAME', `is "${name}", not a usable database name`, 'Use letters, digits and underscores, starting with a letter.');
+  }
+  if (env.DB_URL) {
+    let url: URL;
+    try {
+      url = new URL(env.DB_URL);
+    } catch {
+      throw new ConfigError('DB_URL', 'is not a valid URL', 'Use the form postgresql://user:password@host:5432/immich.');
+    }
+    if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
+      throw new ConfigError('DB_URL', `has the scheme "${url.protocol}"`, 'Use the form postgresql://user:password@host:5432/immich.');
+    }
+    // A unix socket folder may be given as ?host=/path, as libpq allows.
+    const host = url.searchParams.get('host') || decodeURIComponent(url.hostname) || 'localhost';
+    const port = url.port ? portOf({ DB_URL_PORT: url.port }, 'DB_URL_PORT', 5432) : 5432;
+    return {
+      kind: 'external',
+      host,
+      port,
+      user: decodeURIComponent(url.username) || 'postgres',
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+      database: decodeURIComponent(url.pathname.replace(/^\//, '')) || name,
+    };
+  }
+  if (env.DB_HOSTNAME) {
+    return {
+      kind: 'external',
+      host: env.DB_HOSTNAME,
+      port: portOf(env, 'DB_PORT', 5432),
+      user: env.DB_USERNAME || 'postgres',
+      password: env.DB_PASSWORD || undefined,
+      database: name,
+    };
+  }
+  return { kind: 'embedded', dataLocation: pathOf(env, 'DB_DATA_LOCATION', './data/postgres'), database: name };
+}
+
+/** Reads and validates the environment once; every error names the variable and the fix. */
+export function loadConfig(env: Env = process.env): Config {
+  return {
+    uploadLocation: pathOf(env, 'UPLOAD_LOCATION', './data/library'),
+    database: databaseOf(env),
+    pgBinDir: env.PG_BIN_DIR ? resolve(env.PG_BIN_DIR) : undefined,
+    port: portOf(env, 'PORT', 2283),
+    host: env.HOST || '0.0.0.0',
+    uploadMaxBytes: positiveIntOf(env, 'UPLOAD_MAX_SIZE_MB', 20 * 1024) * 1024 * 1024,
+    childTimeoutMs: positiveIntOf(env, 'BACKUP_TIMEOUT_MINUTES', 6 * 60) * 60 * 1000,
+  };
+}

@@ -1,0 +1,131 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { findPgBinDir } from './pg-binaries';
+import type { ConnectionOptions } from './connection';
+
+export interface EmbeddedClusterOptions {
+  dataDir: string;
+  pgBinDir?: string;
+  port?: number;
+  /** Tests turn durability off for speed; the app never does. */
+  fsync?: boolean;
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+const SUPERUSER = 'postgres';
+
+/** initdb and postgres refuse to run as root: then the cluster belongs to the postgres system user. */
+function runAsFor(): RunAs | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    throw new Error('Lifeboat runs as root, but PostgreSQL refuses to run as root and there is no "postgres" system user. Create one (useradd --system postgres) or run Lifeboat as an ordinary user.');
+  }
+}
+
+function run(cmd: string, args: string[], runAs: RunAs | undefined): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { ...runAs, encoding: 'utf8', cwd: tmpdir() }, (error, stdout, stderr) => {
+      if (error) {
+        reject(Object.assign(new Error(`${cmd.split('/').pop()} failed: ${(stderr || stdout || error.message).trim()}`), { code: (error as any).code }));
+      } else resolve({ stdout, stderr });
+    });
+  });
+}
+
+/**
+ * A PostgreSQL cluster owned by the app: created on first start with initdb, started and
+ * stopped with pg_ctl. It listens only on a unix socket inside a private folder, so no other
+ * host (and no other unprivileged local user) can connect.
+ */
+export class EmbeddedCluster {
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly port: number;
+  private binDir = '';
+  private readonly runAs: RunAs | undefined;
+
+  constructor(private readonly options: EmbeddedClusterOptions) {
+    this.dataDir = options.dataDir;
+    this.port = options.port ?? 5432;
+    this.runAs = runAsFor();
+    // Unix socket paths are limited to ~107 bytes; fall back to a short private folder.
+    const inData = join(this.dataDir, `.s.PGSQL.${this.port}`);
+    this.socketDir = inData.length < 100 ? this.dataDir : join(tmpdir(), `lifeboat-${createHash('sha1').update(this.dataDir).digest('hex').slice(0, 12)}`);
+  }
+
+  get logFile(): string {
+    return join(this.dataDir, 'lifeboat-postgres.log');
+  }
+
+  connection(database: string): ConnectionOptions {
+    return { host: this.socketDir, port: this.port, user: SUPERUSER, password: undefined, database };
+  }
+
+  async start(): Promise<void> {
+    this.prepareFolder(this.dataDir);
+    if (this.socketDir !== this.dataDir) this.prepareFolder(this.socketDir);
+    const versionFile = join(this.dataDir, 'PG_VERSION');
+    const existingMajor = existsSync(versionFile) ? Number(readFileSync(versionFile, 'utf8').trim()) : undefined;
+    const { dir } = await findPgBinDir(['pg_ctl', 'initdb', 'postgres'], { pgBinDir: this.options.pgBinDir, major: existingMajor });
+    this.binDir = dir;
+    if (!existingMajor) {
+      await run(join(dir, 'initdb'), ['-D', this.dataDir, '-U', SUPERUSER, '-E', 'UTF8', '--no-locale', '--auth=trust'], this.runAs);
+    }
+    await this.removeStalePidFile();
+    const settings = [`-p ${this.port}`, `-k ${this.socketDir}`, "-c listen_addresses=''", '-c unix_socket_permissions=0700'];
+    if (this.options.fsync === false) settings.push('-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off');
+    await run(join(dir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '120', '-l', this.logFile, '-o', settings.join(' '), 'start'], this.runAs).catch((error) => {
+      throw new Error(`${error.message}\nSee the PostgreSQL log: ${this.logFile}`);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (!this.binDir || !existsSync(join(this.dataDir, 'postmaster.pid'))) return;
+    await run(join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '60', '-m', 'fast', 'stop'], this.runAs).catch(() => undefined);
+  }
+
+  /** A crash leaves postmaster.pid behind; if no postgres owns that pid any more, it is stale. */
+  private async removeStalePidFile(): Promise<void> {
+    const pidFile = join(this.dataDir, 'postmaster.pid');
+    if (!existsSync(pidFile)) return;
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      const cmdline = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : 'postgres';
+      alive = cmdline.includes('postgres');
+    } catch {
+      alive = false;
+    }
+    if (!alive) rmSync(pidFile, { force: true });
+  }
+
+  private prepareFolder(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    if (!this.runAs) {
+      chmodSync(dir, 0o700);
+      return;
+    }
+    chownSync(dir, this.runAs.uid, this.runAs.gid);
+    chmodSync(dir, 0o700);
+    // The postgres user must be able to walk down to the folder.
+    for (let parent = dirname(dir); parent !== dirname(parent); parent = dirname(parent)) {
+      const mode = statSync(parent).mode;
+      if (!(mode & constants.S_IXOTH)) {
+        throw new Error(`The PostgreSQL data folder ${dir} is inside ${parent}, which the "postgres" system user cannot enter. Run "chmod o+x ${parent}" or set DB_DATA_LOCATION to a folder elsewhere.`);
+      }
+    }
+  }
+}
+

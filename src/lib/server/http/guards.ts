@@ -1,0 +1,35 @@
+import { error, json, type RequestEvent } from '@sveltejs/kit';
+import { ServiceError } from '../services/errors';
+
+/** Admin APIs: 401 for anonymous, 403 for non-admins. The maintenance admin passes while maintenance runs. */
+export function requireAdmin(locals: App.Locals): void {
+  if (locals.maintenanceAdmin) return;
+  if (!locals.user) error(401, 'Authentication required');
+  if (!locals.user.isAdmin) error(403, 'Forbidden: administrators only');
+}
+
+export function requireUser(locals: App.Locals) {
+  if (!locals.user) error(401, 'Authentication required');
+  return locals.user;
+}
+
+/** Reads a JSON body; a malformed one is the client's error, not ours. */
+export async function jsonBody(event: RequestEvent): Promise<Record<string, unknown>> {
+  try {
+    const body = await event.request.json();
+    return body && typeof body === 'object' ? body : {};
+  } catch {
+    error(400, 'The request body must be JSON');
+  }
+}
+
+/** Runs a service call and maps its expected errors to HTTP answers. */
+export async function handle<T>(fn: () => Promise<T> | T, status = 200): Promise<Response> {
+  try {
+    const result = await fn();
+    return result instanceof Response ? result : json(result ?? null, { status });
+  } catch (caught) {
+    if (caught instanceof ServiceError) return json({ message: caught.message }, { status: caught.status });
+    throw caught;
+  }
+}

@@ -1,0 +1,4 @@
+import { json } from '@sveltejs/kit';
+import { instance } from '$lib/server/instance';
+
+export const GET = () => json(instance().serverInfo.version());
