@@ -14,7 +14,7 @@ const host = process.env.HOST || '0.0.0.0';
 
 let handler;
 try {
-  ({ handler } = await import('./build/handler.js'));
+  ({ handler } = await import(process.env.LIFEBOAT_BUILD_ID ? `./build-${process.env.LIFEBOAT_BUILD_ID}/handler.js` : './build/handler.js'));
 } catch (error) {
   console.error(`[lifeboat] Failed to start: ${error?.message ?? error}`);
   process.exit(1);

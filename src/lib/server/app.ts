@@ -3,11 +3,14 @@ import type { Config } from './config';
 import { Database } from './db/database';
 import { migrate } from './db/migrator';
 import { AssetRepository } from './repositories/asset.repository';
+import { DumpRepository } from './repositories/dump.repository';
 import { StorageRepository } from './repositories/storage.repository';
 import { SystemMetadataRepository } from './repositories/system-metadata.repository';
 import { UserRepository } from './repositories/user.repository';
 import { AssetService } from './services/asset.service';
 import { AuthService } from './services/auth.service';
+import { DatabaseBackupService } from './services/database-backup.service';
+import { OperationLock } from './services/operation-lock';
 import { MaintenanceService } from './services/maintenance.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
@@ -34,6 +37,9 @@ export class Lifeboat {
   readonly assetService: AssetService;
   readonly userService: UserService;
   readonly serverInfo: ServerInfoService;
+  /** The one lock for backups and restores. */
+  readonly lock: OperationLock;
+  readonly backups: DatabaseBackupService;
   private onboarded = false;
   private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
 
@@ -43,13 +49,16 @@ export class Lifeboat {
     readonly log: (line: string) => void,
   ) {
     this.storage = new StorageService(config.uploadLocation, this.storageRepository);
-    this.maintenance = new MaintenanceService(join(config.uploadLocation, '.lifeboat'), this.storageRepository);
+    const stateDir = join(config.uploadLocation, '.lifeboat');
+    this.maintenance = new MaintenanceService(stateDir, this.storageRepository);
+    this.lock = new OperationLock(stateDir);
     this.users = new UserRepository(db);
     this.metadata = new SystemMetadataRepository(db);
     this.assets = new AssetRepository(db);
     this.auth = new AuthService(this.users, this.storage);
     this.assetService = new AssetService(config.uploadLocation, this.assets, this.storageRepository);
     this.userService = new UserService(this.users, this.storage);
+    this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder);
     this.serverInfo = new ServerInfoService(() => this.isOnboarded(), () => this.maintenance.isActive());
   }
 

@@ -53,6 +53,8 @@ export class EmbeddedCluster {
   readonly socketDir: string;
   readonly port: number;
   private binDir = '';
+  /** True when another Lifeboat process (the web server, or the CLI) already runs this cluster. */
+  private attached = false;
   private readonly runAs: RunAs | undefined;
 
   constructor(private readonly options: EmbeddedClusterOptions) {
@@ -82,7 +84,11 @@ export class EmbeddedCluster {
     if (!existingMajor) {
       await run(join(dir, 'initdb'), ['-D', this.dataDir, '-U', SUPERUSER, '-E', 'UTF8', '--no-locale', '--auth=trust'], this.runAs);
     }
-    await this.removeStalePidFile();
+    if (await this.isRunning()) {
+      // Used by the CLI while the web server runs (or the other way round): connect, never stop it.
+      this.attached = true;
+      return;
+    }
     const settings = [`-p ${this.port}`, `-k ${this.socketDir}`, "-c listen_addresses=''", '-c unix_socket_permissions=0700'];
     if (this.options.fsync === false) settings.push('-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off');
     await run(join(dir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '120', '-l', this.logFile, '-o', settings.join(' '), 'start'], this.runAs).catch((error) => {
@@ -91,14 +97,14 @@ export class EmbeddedCluster {
   }
 
   async stop(): Promise<void> {
-    if (!this.binDir || !existsSync(join(this.dataDir, 'postmaster.pid'))) return;
+    if (this.attached || !this.binDir || !existsSync(join(this.dataDir, 'postmaster.pid'))) return;
     await run(join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '60', '-m', 'fast', 'stop'], this.runAs).catch(() => undefined);
   }
 
-  /** A crash leaves postmaster.pid behind; if no postgres owns that pid any more, it is stale. */
-  private async removeStalePidFile(): Promise<void> {
+  /** A crash leaves postmaster.pid behind; if no postgres owns that pid any more, it is stale and removed. */
+  private async isRunning(): Promise<boolean> {
     const pidFile = join(this.dataDir, 'postmaster.pid');
-    if (!existsSync(pidFile)) return;
+    if (!existsSync(pidFile)) return false;
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
     let alive = false;
     try {
@@ -109,6 +115,7 @@ export class EmbeddedCluster {
       alive = false;
     }
     if (!alive) rmSync(pidFile, { force: true });
+    return alive && existsSync(join(this.socketDir, `.s.PGSQL.${this.port}`));
   }
 
   private prepareFolder(dir: string): void {

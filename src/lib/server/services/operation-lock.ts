@@ -1,0 +1,80 @@
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { conflict } from './errors';
+
+export type OperationName = 'backup' | 'restore';
+
+/**
+ * The one lock for backups and restores: one at a time in this process, and, through a
+ * lock file beside the maintenance state, one at a time with the command line too.
+ */
+export class OperationLock {
+  private holder: { name: OperationName; startedAt: Date } | null = null;
+
+  constructor(private readonly stateDir: string) {}
+
+  private get file(): string {
+    return join(this.stateDir, 'operation.lock');
+  }
+
+  get current(): { name: OperationName; startedAt: Date } | null {
+    return this.holder;
+  }
+
+  /** Runs fn under the lock, or throws 409 at once when another operation holds it. */
+  async run<T>(name: OperationName, fn: () => Promise<T>): Promise<T> {
+    const release = this.acquire(name);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  acquire(name: OperationName): () => void {
+    if (this.holder) throw conflict(`A ${this.holder.name} is already running (started ${this.holder.startedAt.toISOString()}); wait for it to finish.`);
+    this.takeFile(name);
+    this.holder = { name, startedAt: new Date() };
+    return () => {
+      this.holder = null;
+      rmSync(this.file, { force: true });
+    };
+  }
+
+  private takeFile(name: OperationName): void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.file, 'wx');
+        writeSync(fd, JSON.stringify({ pid: process.pid, name, startedAt: new Date().toISOString() }));
+        closeSync(fd);
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const other = this.readFile();
+        if (other && other.pid !== process.pid && isAlive(other.pid)) {
+          throw conflict(`A ${other.name} is already running in another Lifeboat process (pid ${other.pid}); wait for it to finish.`);
+        }
+        // Left by a process that died (or by this one before a crash): stale.
+        rmSync(this.file, { force: true });
+      }
+    }
+    throw conflict('Could not take the backup/restore lock; try again.');
+  }
+
+  private readFile(): { pid: number; name: string } | null {
+    try {
+      return JSON.parse(readFileSync(this.file, 'utf8'));
+    } catch {
+      return null;
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
