@@ -1,15 +1,18 @@
-import { json, redirect, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
+import { json, redirect, type Handle, type HandleServerError, type RequestEvent, type ServerInit } from '@sveltejs/kit';
 import { Lifeboat } from '$lib/server/app';
 import { loadConfig } from '$lib/server/config';
 import { instance, setInstance } from '$lib/server/instance';
 import { SESSION_COOKIE } from '$lib/server/services/auth.service';
 import { MAINTENANCE_COOKIE } from '$lib/server/services/maintenance.service';
 import { registerNodeBridge } from '$lib/server/http/node-bridge';
+import { registerUploadRoute } from '$lib/server/http/upload-route';
 
 export const init: ServerInit = async () => {
   const app = await Lifeboat.start(loadConfig());
   setInstance(app);
   registerNodeBridge(app);
+  registerUploadRoute(app);
+  await app.startScheduler();
 };
 
 /** Paths that work while maintenance mode is on: the maintenance page and what it needs. */
@@ -22,6 +25,12 @@ function allowedInMaintenance(path: string): boolean {
     path.startsWith('/_app/') ||
     path === '/favicon.svg'
   );
+}
+
+function sessionUser(event: RequestEvent) {
+  const bearer = event.request.headers.get('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
+  const token = bearer ?? event.cookies.get(SESSION_COOKIE);
+  return token ? instance().auth.validateToken(token) : Promise.resolve(null);
 }
 
 const PUBLIC_PAGES = ['/welcome', '/auth/login', '/auth/register'];
@@ -39,17 +48,21 @@ export const handle: Handle = async ({ event, resolve }) => {
       if (isApi) return json({ message: 'Server is in maintenance mode' }, { status: 503 });
       redirect(307, '/maintenance');
     }
+    // Admin sessions count on what stays open (e.g. any admin may end maintenance), except
+    // while a restore may be replacing the sessions table: then only the maintenance token does.
+    if ((isApi || path === '/maintenance') && !event.locals.maintenanceAdmin && !app.maintenance.isRunning()) {
+      event.locals.user = await sessionUser(event).catch(() => null);
+    }
     return resolve(event);
   }
 
-  const bearer = event.request.headers.get('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
-  const token = bearer ?? event.cookies.get(SESSION_COOKIE);
-  if (token) event.locals.user = await app.auth.validateToken(token);
+  event.locals.user = await sessionUser(event);
 
   if (!isApi && !path.startsWith('/_app/')) {
     if (path === '/maintenance') redirect(307, '/');
     const onboarded = await app.isOnboarded();
-    if (!onboarded && !PUBLIC_PAGES.includes(path)) redirect(307, '/welcome');
+    // Before the first admin exists there is nobody to sign in: every page leads to Welcome.
+    if (!onboarded && path !== '/welcome' && path !== '/auth/register') redirect(307, '/welcome');
     if (onboarded && (path === '/welcome' || path === '/auth/register')) redirect(307, event.locals.user ? '/photos' : '/auth/login');
     if (!PUBLIC_PAGES.includes(path) && !event.locals.user) redirect(307, `/auth/login?continue=${encodeURIComponent(path)}`);
   }

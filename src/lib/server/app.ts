@@ -10,8 +10,11 @@ import { UserRepository } from './repositories/user.repository';
 import { AssetService } from './services/asset.service';
 import { AuthService } from './services/auth.service';
 import { DatabaseBackupService } from './services/database-backup.service';
+import { JobService } from './services/job.service';
+import { SystemConfigService } from './services/system-config.service';
 import { OperationLock } from './services/operation-lock';
 import { MaintenanceService } from './services/maintenance.service';
+import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
 import { UserService } from './services/user.service';
@@ -20,6 +23,8 @@ export interface StartOptions {
   /** Tests run the embedded cluster without fsync. */
   fsync?: boolean;
   log?: (line: string) => void;
+  /** The command line's restore migrates after restoring: a database this version cannot migrate must not stop it from starting. */
+  skipMigrations?: boolean;
 }
 
 /**
@@ -40,6 +45,9 @@ export class Lifeboat {
   /** The one lock for backups and restores. */
   readonly lock: OperationLock;
   readonly backups: DatabaseBackupService;
+  readonly systemConfig: SystemConfigService;
+  readonly jobs: JobService;
+  readonly restore: RestoreService;
   private onboarded = false;
   private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
 
@@ -59,6 +67,23 @@ export class Lifeboat {
     this.assetService = new AssetService(config.uploadLocation, this.assets, this.storageRepository);
     this.userService = new UserService(this.users, this.storage);
     this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder);
+    this.systemConfig = new SystemConfigService(this.metadata);
+    this.jobs = new JobService({
+      backups: this.backups,
+      lock: this.lock,
+      systemConfig: this.systemConfig,
+      maintenance: this.maintenance,
+      storage: this.storageRepository,
+      stateDir,
+      log,
+      logError: (line) => console.error(`[lifeboat] ${line}`),
+    });
+    // Registered first, so it runs last among hooks but before the database stops: a running backup is cancelled cleanly.
+    this.onShutdown(() => this.jobs.stop());
+    this.restore = new RestoreService(this);
+    // A running restore is aborted safely (psql killed: its transaction rolls back) and recorded.
+    this.onShutdown(() => this.restore.abort());
+    this.onShutdown(() => this.maintenance.close());
     this.serverInfo = new ServerInfoService(() => this.isOnboarded(), () => this.maintenance.isActive());
   }
 
@@ -70,10 +95,12 @@ export class Lifeboat {
     const app = new Lifeboat(config, db, log);
     try {
       const status = await app.maintenance.load();
+      // Follow a restore or "maintenance end" run by the command line (or the web server).
+      app.maintenance.watch();
       if (status.active) {
         // A restore may have left the database half-known: migrations wait until maintenance ends.
         log(`Starting in maintenance mode (${status.task}${status.error ? `: ${status.error}` : ''})`);
-      } else {
+      } else if (!options.skipMigrations) {
         await app.migrate();
       }
     } catch (error) {
@@ -93,6 +120,11 @@ export class Lifeboat {
   async isOnboarded(): Promise<boolean> {
     if (!this.onboarded && !this.maintenance.isActive()) this.onboarded = await this.auth.hasAdmin();
     return this.onboarded;
+  }
+
+  /** The backup schedule: started by the web server's init hook only, never by the command line. */
+  startScheduler(): Promise<void> {
+    return this.jobs.startScheduler();
   }
 
   forgetOnboarding(): void {

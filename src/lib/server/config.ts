@@ -65,11 +65,15 @@ function pathOf(env: Env, name: string, fallback: string): string {
   return resolve(raw || fallback);
 }
 
+const DATABASE_NAME = /^[A-Za-z_][\w$-]{0,62}$/;
+
 function databaseOf(env: Env): DatabaseConfig {
   const name = env.DB_DATABASE_NAME || 'immich';
-  if (!/^[A-Za-z_][\w$-]{0,62}$/.test(name)) {
+  if (!DATABASE_NAME.test(name)) {
     throw new ConfigError('DB_DATABASE_NAME', `is "${name}", not a usable database name`, 'Use letters, digits and underscores, starting with a letter.');
   }
+  // Checked even when unused (no DB_HOSTNAME), so a typo is found before it matters.
+  const port = portOf(env, 'DB_PORT', 5432);
   if (env.DB_URL) {
     let url: URL;
     try {
@@ -82,21 +86,28 @@ function databaseOf(env: Env): DatabaseConfig {
     }
     // A unix socket folder may be given as ?host=/path, as libpq allows.
     const host = url.searchParams.get('host') || decodeURIComponent(url.hostname) || 'localhost';
-    const port = url.port ? portOf({ DB_URL_PORT: url.port }, 'DB_URL_PORT', 5432) : 5432;
+    const urlPort = url.port ? Number(url.port) : 5432;
+    if (!Number.isInteger(urlPort) || urlPort < 1 || urlPort > 65535) {
+      throw new ConfigError('DB_URL', `has the port "${url.port}"`, 'Use a port between 1 and 65535, e.g. postgresql://user:password@host:5432/immich.');
+    }
+    const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || name;
+    if (!DATABASE_NAME.test(database)) {
+      throw new ConfigError('DB_URL', `names the database "${database}", not a usable database name`, 'Use letters, digits and underscores, starting with a letter.');
+    }
     return {
       kind: 'external',
       host,
-      port,
+      port: urlPort,
       user: decodeURIComponent(url.username) || 'postgres',
       password: url.password ? decodeURIComponent(url.password) : undefined,
-      database: decodeURIComponent(url.pathname.replace(/^\//, '')) || name,
+      database,
     };
   }
   if (env.DB_HOSTNAME) {
     return {
       kind: 'external',
       host: env.DB_HOSTNAME,
-      port: portOf(env, 'DB_PORT', 5432),
+      port,
       user: env.DB_USERNAME || 'postgres',
       password: env.DB_PASSWORD || undefined,
       database: name,

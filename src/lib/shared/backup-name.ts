@@ -47,7 +47,8 @@ function parseTimestamp(text: string): Date | null {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})$/.exec(text);
   if (!m) return null;
   const date = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
-  return Number.isNaN(date.getTime()) ? null : date;
+  // Date.UTC rolls month 13 or hour 99 over into a real date: such a name says nothing trustworthy.
+  return formatBackupTimestamp(date) === text ? date : null;
 }
 
 /** The version is the text between "-v" and the next "-", as the reference reads it. */

@@ -36,122 +36,119 @@ interface Member {
  * gzip file for gunzip, `gzip -t` and zlib.createGunzip().
  */
 class ParallelGzip extends Transform {
-  private readonly level: number;
-  private readonly chunkSize: number;
-  private readonly concurrency: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  readonly #level: number;
+  readonly #chunkSize: number;
+  readonly #concurrency: number;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
   // In-flight and finished-but-not-yet-emitted members, oldest first.
-  private members: Member[] = [];
-  private started = 0;
+  #members: Member[] = [];
+  #started = 0;
   // Held write callback: not calling it is what applies backpressure upstream.
-  private writeCallback: TransformCallback | null = null;
-  private flushCallback: TransformCallback | null = null;
+  #writeCallback: TransformCallback | null = null;
+  #flushCallback: TransformCallback | null = null;
 
   constructor(options: ParallelGzipOptions) {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    // A readable buffer of about one chunk lets a slow reader pause us without stalling a fast one.
+    // Room for about one chunk of output, or every member would wait for the reader.
     super({ readableHighWaterMark: chunkSize });
     if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new RangeError(`Invalid chunkSize: ${chunkSize}`);
     const level = options.level ?? DEFAULT_GZIP_LEVEL;
     // zlib would throw this from inside a write instead of failing the stream.
     if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`Invalid gzip level: ${level}`);
-    this.chunkSize = chunkSize;
-    this.level = level;
-    this.concurrency = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_CONCURRENCY));
+    this.#chunkSize = chunkSize;
+    this.#level = level;
+    this.#concurrency = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_CONCURRENCY));
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    this.writeCallback = callback;
-    this.pump();
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    this.#writeCallback = callback;
+    this.#pump();
   }
 
   override _flush(callback: TransformCallback): void {
-    this.flushCallback = callback;
-    this.pump();
-  }
-
-  override _read(size: number): void {
-    super._read(size);
-    // The reader drained our output; we may have been waiting for that to start more work.
-    this.pump();
+    this.#flushCallback = callback;
+    this.#pump();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // zlib work already queued cannot be cancelled; its callbacks see `destroyed` and do nothing.
-    this.pending = [];
-    this.members = [];
-    this.writeCallback = null;
-    this.flushCallback = null;
+    this.#pending = [];
+    this.#members = [];
+    this.#writeCallback = null;
+    this.#flushCallback = null;
     callback(error);
   }
 
-  private hasRoom(): boolean {
-    return this.members.length < this.concurrency && this.readableLength < this.readableHighWaterMark;
+  // A full readable side needs no check here: Transform itself holds our write callback
+  // until the reader catches up, so no new input arrives to start work with.
+  #hasRoom(): boolean {
+    return this.#members.length < this.#concurrency;
   }
 
-  private pump(): void {
+  #pump(): void {
     if (this.destroyed) return;
-    while (this.hasRoom()) {
-      if (this.pendingBytes >= this.chunkSize) this.start(this.take(this.chunkSize));
+    while (this.#hasRoom()) {
+      if (this.#pendingBytes >= this.#chunkSize) this.#start(this.#cut(this.#chunkSize));
       // The last partial chunk; an empty input still gets one (empty) member, so the file is valid gzip.
-      else if (this.flushCallback && (this.pendingBytes > 0 || this.started === 0)) this.start(this.take(this.pendingBytes));
+      else if (this.#flushCallback && (this.#pendingBytes > 0 || this.#started === 0)) this.#start(this.#cut(this.#pendingBytes));
       else break;
     }
-    if (this.writeCallback && this.pendingBytes < this.chunkSize) {
-      const callback = this.writeCallback;
-      this.writeCallback = null;
+    if (this.#writeCallback && this.#pendingBytes < this.#chunkSize) {
+      const callback = this.#writeCallback;
+      this.#writeCallback = null;
       callback();
     }
-    if (this.flushCallback && this.pendingBytes === 0 && this.started > 0 && this.members.length === 0) {
-      const callback = this.flushCallback;
-      this.flushCallback = null;
+    if (this.#flushCallback && this.#pendingBytes === 0 && this.#started > 0 && this.#members.length === 0) {
+      const callback = this.#flushCallback;
+      this.#flushCallback = null;
       callback();
     }
   }
 
-  private take(bytes: number): Buffer {
+  #cut(bytes: number): Buffer {
     const parts: Buffer[] = [];
     let needed = bytes;
     while (needed > 0) {
-      const head = this.pending[0];
+      const head = this.#pending[0];
       if (head.length <= needed) {
         parts.push(head);
-        this.pending.shift();
+        this.#pending.shift();
         needed -= head.length;
       } else {
         parts.push(head.subarray(0, needed));
-        this.pending[0] = head.subarray(needed);
+        this.#pending[0] = head.subarray(needed);
         needed = 0;
       }
     }
-    this.pendingBytes -= bytes;
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes);
+    this.#pendingBytes -= bytes;
+    // Always a copy: a writer may reuse its buffer once the write callback ran, before zlib reads it.
+    return Buffer.concat(parts, bytes);
   }
 
-  private start(input: Buffer): void {
+  #start(input: Buffer): void {
     const member: Member = { out: null };
-    this.members.push(member);
-    this.started++;
+    this.#members.push(member);
+    this.#started++;
     // A larger output buffer than zlib's 16 KiB default means fewer thread-pool round trips per member.
-    gzip(input, { level: this.level, chunkSize: 64 * 1024 }, (error, out) => {
+    gzip(input, { level: this.#level, chunkSize: 64 * 1024 }, (error, out) => {
       if (this.destroyed) return;
       if (error) {
         this.destroy(error);
         return;
       }
       member.out = out;
-      this.emitReady();
+      this.#emitReady();
     });
   }
 
-  private emitReady(): void {
-    while (this.members.length > 0 && this.members[0].out) {
-      this.push(this.members.shift()!.out);
+  #emitReady(): void {
+    while (this.#members.length > 0 && this.#members[0].out) {
+      this.push(this.#members.shift()!.out);
     }
-    this.pump();
+    this.#pump();
   }
 }
 

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { findPgBinDir } from './pg-binaries';
@@ -101,21 +101,38 @@ export class EmbeddedCluster {
     await run(join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '60', '-m', 'fast', 'stop'], this.runAs).catch(() => undefined);
   }
 
-  /** A crash leaves postmaster.pid behind; if no postgres owns that pid any more, it is stale and removed. */
+  /**
+   * A crash leaves postmaster.pid (and the socket's lock file) behind. When no postgres owns
+   * that pid any more they are stale: once the dead server's children have exited too (they
+   * would still write to the data folder), both are removed so the next start succeeds.
+   * PostgreSQL's own check is not enough here: it takes a killed but not yet reaped
+   * (zombie) postmaster for a live one.
+   */
   private async isRunning(): Promise<boolean> {
     const pidFile = join(this.dataDir, 'postmaster.pid');
-    if (!existsSync(pidFile)) return false;
-    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-    let alive = false;
-    try {
-      process.kill(pid, 0);
-      const cmdline = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : 'postgres';
-      alive = cmdline.includes('postgres');
-    } catch {
-      alive = false;
+    const socketLock = join(this.socketDir, `.s.PGSQL.${this.port}.lock`);
+    if (existsSync(pidFile)) {
+      const pid = firstLineNumber(pidFile);
+      if (isLivePostgres(pid)) return existsSync(join(this.socketDir, `.s.PGSQL.${this.port}`));
+      await this.waitForOrphans();
+      rmSync(pidFile, { force: true });
     }
-    if (!alive) rmSync(pidFile, { force: true });
-    return alive && existsSync(join(this.socketDir, `.s.PGSQL.${this.port}`));
+    if (existsSync(socketLock) && !isLivePostgres(firstLineNumber(socketLock))) {
+      rmSync(socketLock, { force: true });
+      rmSync(join(this.socketDir, `.s.PGSQL.${this.port}`), { force: true });
+    }
+    return false;
+  }
+
+  /** Backends of a killed postmaster exit on their own within moments; a new server must not start beside them. */
+  private async waitForOrphans(): Promise<void> {
+    let pids: number[] = [];
+    for (let attempt = 0; attempt < 100; attempt++) {
+      pids = processesIn(this.dataDir);
+      if (!pids.length) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`PostgreSQL processes ${pids.join(', ')} of a crashed server still use ${this.dataDir}. Stop them (kill ${pids.join(' ')}) and start again.`);
   }
 
   private prepareFolder(dir: string): void {
@@ -136,3 +153,47 @@ export class EmbeddedCluster {
   }
 }
 
+function firstLineNumber(file: string): number {
+  try {
+    return Number(readFileSync(file, 'utf8').split('\n')[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** True for a running postgres process; false for a dead pid, a reused pid, or a zombie (no command line). */
+function isLivePostgres(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  if (!existsSync('/proc')) return true;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+  } catch {
+    return false;
+  }
+}
+
+/** Live postgres processes whose working folder is `dir` (PostgreSQL processes run in their data folder). */
+function processesIn(dir: string): number[] {
+  if (!existsSync('/proc')) return [];
+  let target: string;
+  try {
+    target = realpathSync(dir);
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`) === target && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('postgres')) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return pids;
+}

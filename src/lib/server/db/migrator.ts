@@ -47,6 +47,19 @@ export async function migrate(
   options: { upTo?: string; migrations?: Migration[]; log?: (line: string) => void } = {},
 ): Promise<string[]> {
   const migrations = options.migrations ?? knownMigrations;
+  // The web server and the command line may start at the same moment: one migrates, the other waits.
+  await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+  try {
+    return await migrateLocked(client, migrations, options);
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+  }
+}
+
+/** An arbitrary constant key for the advisory lock ("lifeboat" in ASCII). */
+const MIGRATION_LOCK = 0x6c696665626f6174n.toString();
+
+async function migrateLocked(client: pg.ClientBase, migrations: Migration[], options: { upTo?: string; log?: (line: string) => void }): Promise<string[]> {
   await client.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (name varchar PRIMARY KEY, version varchar NOT NULL, executed_at timestamptz NOT NULL DEFAULT now())`);
   const state = await schemaState(client, migrations);
   if (state.unknown.length) throw new SchemaTooNewError(state.unknown);

@@ -15,12 +15,15 @@ export function requireUser(locals: App.Locals) {
 
 /** Reads a JSON body; a malformed one is the client's error, not ours. */
 export async function jsonBody(event: RequestEvent): Promise<Record<string, unknown>> {
+  let body: unknown;
   try {
-    const body = await event.request.json();
-    return body && typeof body === 'object' ? body : {};
+    body = await event.request.json();
   } catch {
     error(400, 'The request body must be JSON');
   }
+  // A string, number or array would otherwise read as an object with no fields.
+  if (!body || typeof body !== 'object' || Array.isArray(body)) error(400, 'The request body must be a JSON object');
+  return body as Record<string, unknown>;
 }
 
 /** Runs a service call and maps its expected errors to HTTP answers. */

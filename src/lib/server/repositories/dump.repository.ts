@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { bytesCounter, createParallelGzip } from '../backup/parallel-gzip';
+import { bytesCounter, createParallelGzip, type ParallelGzipOptions } from '../backup/parallel-gzip';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
 import { startChild } from '../process/child';
 
@@ -13,22 +13,40 @@ export interface DumpToFileOptions {
   timeoutMs?: number;
   /** Compressed bytes written so far. */
   onBytes?: (bytes: number) => void;
+  gzip?: ParallelGzipOptions;
+}
+
+export interface DumpResult {
+  /** Bytes pg_dump wrote (uncompressed SQL). */
+  dumpBytes: number;
+  /** Bytes written to the file. */
+  fileBytes: number;
+}
+
+/** The pg_dump arguments: connection (never the password), then a plain SQL dump that drops before it creates. */
+export function pgDumpArgs(connection: ConnectionOptions): string[] {
+  return [...connectionArgs(connection), '--clean', '--if-exists', '--no-password'];
 }
 
 /** pg_dump of one database, streamed through parallel gzip into a file. Child processes and files only, no rules. */
 export class DumpRepository {
-  async dumpToFile(options: DumpToFileOptions): Promise<void> {
-    const args = [...connectionArgs(options.connection), '--clean', '--if-exists', '--no-password'];
-    const dump = startChild(options.pgDump, args, {
+  async dumpToFile(options: DumpToFileOptions): Promise<DumpResult> {
+    const dump = startChild(options.pgDump, pgDumpArgs(options.connection), {
       env: childEnv(options.connection),
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: options.signal,
       timeoutMs: options.timeoutMs,
     });
+    let dumpBytes = 0;
+    let fileBytes = 0;
     const written = pipeline(
       dump.child.stdout!,
-      createParallelGzip(),
-      bytesCounter((total) => options.onBytes?.(total)),
+      bytesCounter((total) => (dumpBytes = total)),
+      createParallelGzip(options.gzip),
+      bytesCounter((total) => {
+        fileBytes = total;
+        options.onBytes?.(total);
+      }),
       createWriteStream(options.path, { flags: 'wx' }),
     );
     // A write failure (disk full) must stop pg_dump; a pg_dump failure must fail the backup
@@ -40,5 +58,8 @@ export class DumpRepository {
       throw pipeResult.status === 'rejected' ? pipeResult.reason : exitResult.reason;
     }
     if (pipeResult.status === 'rejected') throw pipeResult.reason;
+    // pg_dump always writes a header; exit 0 with nothing on stdout would be a 20-byte "backup".
+    if (dumpBytes === 0) throw new Error('pg_dump exited successfully but wrote nothing');
+    return { dumpBytes, fileBytes };
   }
 }

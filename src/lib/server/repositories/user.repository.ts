@@ -11,6 +11,8 @@ export interface UserRow {
 }
 
 const COLUMNS = 'id, email, name, password, is_admin, storage_label, created_at';
+/** Advisory lock key for the first admin's sign-up ("1stadmin" in ASCII). */
+const FIRST_ADMIN_LOCK = 0x31737461646d696en.toString();
 
 export class UserRepository {
   constructor(private readonly db: Database) {}
@@ -36,6 +38,33 @@ export class UserRepository {
       [user.email, user.name, user.password, user.isAdmin, user.storageLabel],
     );
     return rows[0];
+  }
+
+  /**
+   * Creates the admin unless one exists, in one transaction under an advisory lock, so two
+   * sign-ups at the same moment make one admin. Returns undefined when an admin exists.
+   */
+  async createFirstAdmin(user: { email: string; name: string; password: string; storageLabel: string | null }): Promise<UserRow | undefined> {
+    return this.db.withClient(async (client) => {
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [FIRST_ADMIN_LOCK]);
+        const existing = await client.query('SELECT 1 FROM users WHERE is_admin AND deleted_at IS NULL LIMIT 1');
+        if (existing.rowCount) {
+          await client.query('ROLLBACK');
+          return undefined;
+        }
+        const { rows } = await client.query<UserRow>(
+          `INSERT INTO users (email, name, password, is_admin, storage_label) VALUES ($1, $2, $3, true, $4) RETURNING ${COLUMNS}`,
+          [user.email, user.name, user.password, user.storageLabel],
+        );
+        await client.query('COMMIT');
+        return rows[0];
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
   async createSession(userId: string, tokenHash: string, expiresAt: Date): Promise<void> {

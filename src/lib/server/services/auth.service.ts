@@ -31,6 +31,9 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
+let dummy: Promise<string> | null = null;
+const dummyHash = () => (dummy ??= hashPassword(randomBytes(16).toString('hex')));
+
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
@@ -64,7 +67,8 @@ export class AuthService {
   async adminSignUp(input: NewUser): Promise<AuthUser> {
     const user = validateNewUser(input);
     if (await this.users.hasAdmin()) throw badRequest('Admin setup is not available');
-    const row = await this.users.create({ ...user, password: await hashPassword(user.password), isAdmin: true, storageLabel: 'admin' });
+    const row = await this.users.createFirstAdmin({ ...user, password: await hashPassword(user.password), storageLabel: 'admin' });
+    if (!row) throw badRequest('Admin setup is not available');
     await this.storage.ensureUserFolders(row.id, row.storage_label);
     return toAuthUser(row);
   }
@@ -74,7 +78,8 @@ export class AuthService {
     const email = typeof input.email === 'string' ? input.email.trim() : '';
     const password = typeof input.password === 'string' ? input.password : '';
     const row = email ? await this.users.getByEmail(email) : undefined;
-    const ok = row ? await verifyPassword(password, row.password) : false;
+    // An unknown email costs the same scrypt work as a wrong password, so timing reveals nothing either.
+    const ok = row ? await verifyPassword(password, row.password) : await verifyPassword(password, await dummyHash()).then(() => false);
     if (!row || !ok) throw unauthorized('Incorrect email or password');
     const accessToken = randomBytes(32).toString('base64url');
     const expiresAt = new Date(Date.now() + SESSION_DAYS * 24 * 3600 * 1000);

@@ -5,7 +5,7 @@ import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { clientToolsFor } from '../db/pg-binaries';
 import type { DumpRepository } from '../repositories/dump.repository';
-import type { StorageRepository } from '../repositories/storage.repository';
+import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
 import { APP_VERSION } from '../version';
 import { badRequest, notFound } from './errors';
 import { selectForRetention } from './retention';
@@ -14,6 +14,17 @@ export interface CreateBackupOptions {
   kind?: 'routine' | 'restore-point';
   signal?: AbortSignal;
   onBytes?: (bytes: number) => void;
+}
+
+const INVALID_NAME = 'Invalid backup name: use a plain file name ending in .sql or .sql.gz';
+
+/** A failure in words an admin can act on; pg_dump's stderr is already in the child's message. */
+function explain(error: unknown, folder: string): Error {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const detail = (error as Error)?.message;
+  if (code === 'ENOSPC') return new Error(`Not enough disk space in ${folder}: the backup was removed. Free some space or lower the number of backups kept. (${detail})`, { cause: error });
+  if (code === 'EACCES' || code === 'EROFS') return new Error(`Cannot write to ${folder}: fix the folder's permissions. (${detail})`, { cause: error });
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /**
@@ -51,15 +62,20 @@ export class DatabaseBackupService {
       await this.storage.rename(tmp, path);
       await this.storage.fsyncDir(this.backupsFolder);
     } catch (error) {
-      await this.storage.removeIfExists(tmp);
-      throw error;
+      await this.storage.removeIfExists(tmp).catch(() => undefined);
+      throw explain(error, this.backupsFolder);
     }
     const { size } = await this.storage.stat(path);
     return { filename, filesize: size };
   }
 
   async listBackups(): Promise<BackupFile[]> {
-    const names = (await this.storage.readdir(this.backupsFolder)).filter(isValidBackupName);
+    // A missing folder (moved storage, not created yet) holds no backups; it is not an error.
+    const entries = await this.storage.readdir(this.backupsFolder).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
+    const names = entries.filter(isValidBackupName);
     const files: BackupFile[] = [];
     for (const filename of names) {
       const stat = await this.storage.stat(join(this.backupsFolder, filename)).catch(() => null);
@@ -79,22 +95,42 @@ export class DatabaseBackupService {
 
   /** The name is checked before any path is built: a bad name is 400, a missing file 404. */
   async backupPath(filename: unknown): Promise<string> {
-    if (!isValidBackupName(filename)) throw badRequest('Invalid backup name: use a plain file name ending in .sql or .sql.gz');
+    if (!isValidBackupName(filename)) throw badRequest(INVALID_NAME);
     const path = join(this.backupsFolder, filename);
     const stat = await this.storage.stat(path).catch(() => null);
     if (!stat?.isFile()) throw notFound(`Backup ${filename} not found`);
     return path;
   }
 
-  async deleteBackups(filenames: unknown): Promise<void> {
+  /** A download: the file's size and a stream of it, after the same checks as backupPath. */
+  async openBackup(filename: unknown): Promise<{ filename: string; size: number; stream: ReadStream }> {
+    const path = await this.backupPath(filename);
+    const { size } = await this.storage.stat(path);
+    return { filename: filename as string, size, stream: this.storage.createReadStream(path) };
+  }
+
+  /**
+   * All or nothing: every name is checked and every file must exist before one is removed,
+   * so a 404 names all the missing files and the others are still there.
+   */
+  async deleteBackups(filenames: unknown): Promise<{ deleted: string[] }> {
     if (!Array.isArray(filenames) || filenames.length === 0) throw badRequest('Give the backups to delete as {"backups": ["name.sql.gz", ...]}');
-    if (!filenames.every(isValidBackupName)) throw badRequest('Invalid backup name: use a plain file name ending in .sql or .sql.gz');
-    const paths = await Promise.all(filenames.map((name) => this.backupPath(name)));
-    for (const path of paths) await this.storage.removeIfExists(path);
+    const invalid = filenames.filter((name) => !isValidBackupName(name));
+    if (invalid.length) throw badRequest(`${INVALID_NAME} (got ${invalid.map((name) => JSON.stringify(name)).join(', ')})`);
+    const names = [...new Set(filenames as string[])];
+    const missing: string[] = [];
+    for (const name of names) {
+      const stat = await this.storage.stat(join(this.backupsFolder, name)).catch(() => null);
+      if (!stat?.isFile()) missing.push(name);
+    }
+    if (missing.length) throw notFound(`Backup${missing.length > 1 ? 's' : ''} not found: ${missing.join(', ')}. Nothing was deleted.`);
+    for (const name of names) await this.storage.removeIfExists(join(this.backupsFolder, name));
+    return { deleted: names };
   }
 
   /** After a successful backup: keep the newest `keep` routine backups, remove stale .tmp files; never other kinds or `justMade`. */
   async applyRetention(keep: number, justMade: string): Promise<string[]> {
+    if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`Retention must keep at least one backup (got ${keep})`);
     const entries = await this.storage.readdir(this.backupsFolder);
     const doomed = selectForRetention(entries, keep, justMade);
     for (const name of doomed) await this.storage.removeIfExists(join(this.backupsFolder, name));

@@ -1,16 +1,26 @@
 import { randomBytes } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
-import type { MaintenanceAction, MaintenanceStatus } from '../../shared/types';
+import type { MaintenanceAction, MaintenanceStatus, MaintenanceTask } from '../../shared/types';
 import type { StorageRepository } from '../repositories/storage.repository';
 import { hashToken } from './auth.service';
 
 export const MAINTENANCE_COOKIE = 'immich_maintenance_token';
 export const ANONYMOUS_ERROR = 'Something went wrong, see logs!';
 
+/** Steps during which the database may be locked or being replaced. */
+export const RUNNING_TASKS: readonly MaintenanceTask[] = ['backup', 'restore', 'migrations', 'health', 'rollback'];
+
 interface StoredState {
   status: MaintenanceStatus;
-  /** Hash of the token of the admin who started maintenance; survives a restore of the sessions table. */
-  tokenHash: string | null;
+  /**
+   * Hashes of the tokens of the admins (browsers) who started or joined maintenance; they
+   * survive a restore of the sessions table. After maintenance ends they still let their
+   * holders read the final status (the log), and nothing else.
+   */
+  tokenHashes: string[];
+  /** The process that wrote the state: the web server, or the command line. */
+  pid: number;
 }
 
 const IDLE: MaintenanceStatus = { active: false, action: null, task: 'idle', progress: 0, log: [], error: null };
@@ -21,37 +31,71 @@ type Listener = (status: MaintenanceStatus) => void;
  * Maintenance mode and the status of long work. The state lives in a file beside the
  * backups, outside the database a restore replaces, so a restart comes back into it.
  * Every change goes through setStatus(), which stores and then broadcasts.
+ *
+ * The web server and the command line share the file: each follows the other's changes
+ * (watch()), so a restore run from the command line puts the web server in maintenance mode.
  */
 export class MaintenanceService {
-  private state: StoredState = { status: { ...IDLE }, tokenHash: null };
+  private state: StoredState = { status: { ...IDLE }, tokenHashes: [], pid: process.pid };
   private readonly listeners = new Set<Listener>();
   private lastStored = 0;
+  /** Writes are queued: two rename()s of the same .tmp must never race. */
+  private writing: Promise<void> = Promise.resolve();
+  private watching = false;
 
   constructor(
     private readonly stateDir: string,
     private readonly storage: StorageRepository,
   ) {}
 
-  private get file(): string {
+  get file(): string {
     return join(this.stateDir, 'maintenance.json');
   }
 
-  /** Loads the state at start. Work that was running when the process died is reported, never replayed. */
+  /** Loads the state at start. Work that was running when its process died is reported, never replayed. */
   async load(): Promise<MaintenanceStatus> {
     await this.storage.mkdir(this.stateDir);
-    const stored = await this.storage.readJson<StoredState>(this.file);
-    if (stored?.status?.active) {
-      this.state = stored;
-      const { task } = stored.status;
-      if (task !== 'done' && task !== 'error' && task !== 'idle') {
-        await this.setStatus({
+    const stored = normalise(await this.storage.readJson<Partial<StoredState> & { tokenHash?: string | null }>(this.file));
+    if (!stored) return this.status;
+    this.state = stored;
+    const { task, active } = stored.status;
+    // The command line may be running a restore while the web server starts: its lock says so.
+    const lock = await this.storage.readJson<{ pid?: number }>(join(this.stateDir, 'operation.lock')).catch(() => null);
+    const runningElsewhere = stored.pid !== process.pid && lock?.pid === stored.pid && isAlive(stored.pid);
+    if (active && RUNNING_TASKS.includes(task) && !runningElsewhere) {
+      this.state = { ...this.state, pid: process.pid };
+      await this.setStatus(
+        {
           task: 'error',
-          error: `Lifeboat stopped during the "${task}" step (the process was killed or the machine restarted). Nothing was replayed. The database is either as it was or the complete backup: check it, roll back to the restore point, or end maintenance mode.`,
+          error:
+            `The ${describe(stored.status)} was interrupted during the "${task}" step (the process was killed or the machine restarted). ` +
+            'Nothing was replayed: a restore runs in one transaction, so the database is either as it was or the complete backup. ' +
+            (stored.status.restorePoint ? `Check it, restore the restore point ${stored.status.restorePoint}, or end maintenance mode.` : 'Check it, or end maintenance mode.'),
           finishedAt: new Date().toISOString(),
-        }, `Interrupted during the "${task}" step by a restart`);
-      }
+        },
+        `Interrupted during the "${task}" step by a restart`,
+      );
     }
     return this.status;
+  }
+
+  /** Follows changes made by another process (the command line, or the web server). */
+  watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    watchFile(this.file, { interval: 500, persistent: false }, () => void this.reload());
+  }
+
+  close(): void {
+    if (this.watching) unwatchFile(this.file);
+    this.watching = false;
+  }
+
+  private async reload(): Promise<void> {
+    const stored = normalise(await this.storage.readJson<StoredState>(this.file).catch(() => null));
+    if (!stored || stored.pid === process.pid) return;
+    this.state = stored;
+    for (const listener of this.listeners) listener(stored.status);
   }
 
   get status(): MaintenanceStatus {
@@ -62,9 +106,13 @@ export class MaintenanceService {
     return this.state.status.active;
   }
 
-  /** What someone without the maintenance token may see: progress, never error details. */
-  publicStatus(privileged: boolean): MaintenanceStatus {
-    const status = this.state.status;
+  /** True while a step that may lock or replace the database runs (here or in another process). */
+  isRunning(): boolean {
+    return this.state.status.active && RUNNING_TASKS.includes(this.state.status.task);
+  }
+
+  /** What someone without the maintenance token or an admin session may see: progress, never error details. */
+  publicStatus(privileged: boolean, status: MaintenanceStatus = this.state.status): MaintenanceStatus {
     if (privileged) return status;
     return { ...status, error: status.error ? ANONYMOUS_ERROR : null, log: [] };
   }
@@ -74,21 +122,24 @@ export class MaintenanceService {
     return () => this.listeners.delete(listener);
   }
 
-  /** The one setter: stores, then broadcasts. Progress never goes backwards within a task. */
+  /**
+   * The one setter: stores, then broadcasts. Progress never goes backwards within a task.
+   * `patch.log` replaces the log (a new operation starts a new one); `logLine` appends.
+   */
   async setStatus(patch: Partial<MaintenanceStatus>, logLine?: string): Promise<void> {
     const previous = this.state.status;
     const next: MaintenanceStatus = { ...previous, ...patch };
     if (patch.task === undefined || patch.task === previous.task) {
       if (patch.progress !== undefined) next.progress = Math.max(previous.progress, Math.min(1, patch.progress));
     }
-    if (logLine) next.log = [...previous.log, `${new Date().toISOString()} ${logLine}`];
-    this.state = { ...this.state, status: next };
+    if (logLine) next.log = [...(patch.log ?? previous.log), `${new Date().toISOString()} ${logLine}`];
+    this.state = { ...this.state, status: next, pid: process.pid };
     // Progress ticks are frequent: store them at most once a second; every other change at once.
     const onlyProgress = Object.keys(patch).every((key) => key === 'progress') && !logLine;
     const now = Date.now();
     if (!onlyProgress || now - this.lastStored > 1000) {
       this.lastStored = now;
-      await this.storage.writeJsonAtomic(this.file, this.state);
+      await this.store();
     }
     for (const listener of this.listeners) listener(next);
   }
@@ -97,21 +148,78 @@ export class MaintenanceService {
     await this.setStatus({}, line);
   }
 
-  /** Enters maintenance mode and returns a token for the admin (browser) who started it. */
+  /**
+   * Enters maintenance mode and returns a token for the admin (browser) who started it.
+   * Already in maintenance: this admin joins (gets a token too) and the status is kept.
+   */
   async start(action: MaintenanceAction = 'start', by = 'an administrator'): Promise<string> {
     const token = randomBytes(32).toString('base64url');
-    this.state = { status: { ...IDLE, active: true, action, startedAt: new Date().toISOString() }, tokenHash: hashToken(token) };
+    if (this.isActive()) {
+      this.state = { ...this.state, tokenHashes: [...this.state.tokenHashes, hashToken(token)] };
+      await this.setStatus({}, `Maintenance mode joined by ${by}`);
+      return token;
+    }
+    this.state = {
+      status: { ...IDLE, active: true, action, startedAt: new Date().toISOString(), finishedAt: null, backup: null, restorePoint: null },
+      tokenHashes: [hashToken(token)],
+      pid: process.pid,
+    };
     await this.setStatus({}, `Maintenance mode started by ${by}`);
     return token;
   }
 
-  async end(): Promise<void> {
-    this.state = { status: { ...IDLE }, tokenHash: null };
-    await this.storage.writeJsonAtomic(this.file, this.state);
-    for (const listener of this.listeners) listener(this.state.status);
+  /**
+   * Starts a new operation inside maintenance mode: a fresh status; the tokens stay, and the
+   * log goes on, so whoever opens the page sees everything since maintenance began.
+   */
+  async begin(action: MaintenanceAction, patch: Partial<MaintenanceStatus>, logLine: string): Promise<void> {
+    await this.setStatus(
+      { active: true, action, task: 'idle', progress: 0, error: null, backup: null, restorePoint: null, finishedAt: null, startedAt: new Date().toISOString(), ...patch },
+      logLine,
+    );
   }
 
+  /**
+   * Leaves maintenance mode. The final status (log, error, "done") stays readable, so the
+   * page that watched the operation can tell how it ended.
+   */
+  async end(final: Partial<MaintenanceStatus> = {}, logLine = 'Maintenance mode ended'): Promise<void> {
+    await this.setStatus({ task: 'idle', progress: 0, error: null, finishedAt: new Date().toISOString(), ...final, active: false }, logLine);
+  }
+
+  /** The maintenance admin: a token given by start() while maintenance mode is on. */
   validateToken(token: string | undefined): boolean {
-    return Boolean(token && this.state.tokenHash && this.state.status.active && hashToken(token) === this.state.tokenHash);
+    return this.state.status.active && this.ownsToken(token);
+  }
+
+  /** A token of this (or the last) maintenance period: enough to read the full status. */
+  ownsToken(token: string | undefined): boolean {
+    return Boolean(token && this.state.tokenHashes.includes(hashToken(token)));
+  }
+
+  private store(): Promise<void> {
+    const snapshot = this.state;
+    this.writing = this.writing.catch(() => undefined).then(() => this.storage.writeJsonAtomic(this.file, snapshot));
+    return this.writing;
+  }
+}
+
+function normalise(stored: (Partial<StoredState> & { tokenHash?: string | null }) | null): StoredState | null {
+  if (!stored?.status) return null;
+  const tokenHashes = stored.tokenHashes ?? (stored.tokenHash ? [stored.tokenHash] : []);
+  return { status: { ...IDLE, ...stored.status }, tokenHashes, pid: stored.pid ?? 0 };
+}
+
+function describe(status: MaintenanceStatus): string {
+  return status.action === 'restore_database' ? `restore${status.backup ? ` of ${status.backup}` : ''}` : 'maintenance operation';
+}
+
+function isAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -45,13 +45,15 @@ export class OperationLock {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(this.file, 'wx');
-        writeSync(fd, JSON.stringify({ pid: process.pid, name, startedAt: new Date().toISOString() }));
+        writeSync(fd, JSON.stringify({ pid: process.pid, bootId: bootId(), name, startedAt: new Date().toISOString() }));
         closeSync(fd);
         return;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         const other = this.readFile();
-        if (other && other.pid !== process.pid && isAlive(other.pid)) {
+        // After a reboot the recorded pid may belong to an unrelated process: the boot id tells.
+        const sameBoot = !other?.bootId || other.bootId === bootId();
+        if (other && other.pid !== process.pid && sameBoot && isAlive(other.pid)) {
           throw conflict(`A ${other.name} is already running in another Lifeboat process (pid ${other.pid}); wait for it to finish.`);
         }
         // Left by a process that died (or by this one before a crash): stale.
@@ -61,12 +63,20 @@ export class OperationLock {
     throw conflict('Could not take the backup/restore lock; try again.');
   }
 
-  private readFile(): { pid: number; name: string } | null {
+  private readFile(): { pid: number; name: string; bootId?: string } | null {
     try {
       return JSON.parse(readFileSync(this.file, 'utf8'));
     } catch {
       return null;
     }
+  }
+}
+
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 

@@ -21,7 +21,11 @@ export class UserService {
   async create(input: NewUser): Promise<UserDto> {
     const user = validateNewUser(input);
     if (await this.users.getByEmail(user.email)) throw conflict('A user with this email already exists');
-    const row = await this.users.create({ ...user, password: await hashPassword(user.password), isAdmin: false, storageLabel: null });
+    const row = await this.users.create({ ...user, password: await hashPassword(user.password), isAdmin: false, storageLabel: null }).catch((error) => {
+      // The same email sent twice at once: the unique index decides.
+      if ((error as { code?: string }).code === '23505') throw conflict('A user with this email already exists');
+      throw error;
+    });
     await this.storage.ensureUserFolders(row.id, row.storage_label);
     return toDto(row);
   }

@@ -1,0 +1,132 @@
+// `npm run bench:backup`: the app's database backup against the reference pipeline
+// (`pg_dump --clean --if-exists | gzip`) and against raw `pg_dump > /dev/null`, timed in the
+// same run on a scratch instance (embedded cluster, fsync on) filled with at least 1 GB of
+// demo data. Prints the time ratios, file sizes and the app's peak RSS; removes the instance.
+// Targets: app ≤ 0.5× the reference's time, file ≤ 1.2× its size, peak RSS < 150 MB.
+// Options: --db-mb N (database size to fill, default 1100), --rounds N (default 2).
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Lifeboat } from '../src/lib/server/app';
+import { loadConfig } from '../src/lib/server/config';
+import { connectionArgs } from '../src/lib/server/db/connection';
+import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
+import { fillDemoLibrary } from '../src/lib/server/demo/demo-library';
+
+const MiB = 1024 * 1024;
+const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+function run(command: string, args: string[], options: { stdout?: number | 'ignore'; env?: NodeJS.ProcessEnv } = {}): Promise<{ ms: number; stdout: string }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', options.stdout ?? 'pipe', 'pipe'], env: options.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve({ ms: performance.now() - started, stdout }) : reject(new Error(`${command} exited with ${code}: ${stderr}`))));
+  });
+}
+
+/** Child mode: the app's own backup in a fresh process (attached to the running cluster), so its peak RSS is the backup's alone. */
+async function appBackupChild(): Promise<void> {
+  const app = await Lifeboat.start(loadConfig(), { log: () => undefined });
+  const rssBefore = process.memoryUsage().rss;
+  const started = performance.now();
+  const { filename, filesize } = await app.backups.createBackup();
+  const ms = performance.now() - started;
+  // VmHWM: the kernel's record of this process's peak resident set.
+  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+  await app.shutdown();
+  process.stdout.write(JSON.stringify({ filename, filesize, ms, rssBefore, peakRss: hwm }));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { 'db-mb': { type: 'string' }, rounds: { type: 'string' }, 'app-backup-child': { type: 'boolean' } } });
+  if (values['app-backup-child']) return appBackupChild();
+  const targetBytes = Number(values['db-mb'] ?? 1100) * MiB;
+  const rounds = Number(values.rounds ?? 2);
+
+  const root = mkdtempSync(join(tmpdir(), 'lifeboat-bench-backup-'));
+  chmodSync(root, 0o755);
+  const env = { ...process.env, UPLOAD_LOCATION: join(root, 'library'), DB_DATA_LOCATION: join(root, 'postgres') };
+  for (const key of ['DB_URL', 'DB_HOSTNAME'] as const) delete env[key];
+  mkdirSync(env.UPLOAD_LOCATION);
+  let app: Lifeboat | null = null;
+  const cleanup = async () => {
+    await app?.shutdown().catch(() => undefined);
+    app = null;
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+  try {
+    app = await Lifeboat.start(loadConfig(env), { fsync: true, log: () => undefined });
+    const serverVersion = await app.db.serverVersion();
+    console.log(`Scratch instance in ${root} (PostgreSQL ${serverVersion}, fsync on). Filling to ${mib(targetBytes)}…`);
+    const fill = await fillDemoLibrary(app, {
+      users: 10,
+      assets: 50_000_000,
+      files: 'none',
+      untilDatabaseBytes: targetBytes,
+      onProgress: (p) => p.phase === 'assets' && process.stdout.write(`\r  ${p.assetsDone.toLocaleString()} assets, ${mib(p.databaseBytes)}, ${secs(p.elapsedMs)}   `),
+    });
+    console.log(`\n  ${fill.totals.assets.toLocaleString()} assets, ${fill.totals.albumAssets.toLocaleString()} album entries, database ${mib(fill.databaseBytes)} (filled in ${secs(fill.elapsedMs)})`);
+    await app.db.query('CHECKPOINT');
+
+    const { pgDump } = await clientToolsFor(serverVersion);
+    const args = [...connectionArgs(app.db.connection), '--clean', '--if-exists'];
+    const backups = join(env.UPLOAD_LOCATION, 'backups');
+    const referenceFile = join(root, 'reference.sql.gz');
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+    // Warm the page cache once, so the first measured pipeline is not penalised.
+    const devNull = openSync('/dev/null', 'w');
+    const rawDumpBytes = Number((await run('bash', ['-c', `set -o pipefail; ${[pgDump, ...args].map(quote).join(' ')} | wc -c`])).stdout.trim());
+    console.log(`  pg_dump output: ${mib(rawDumpBytes)} of SQL\n`);
+
+    const results = { raw: [] as number[], reference: [] as number[], app: [] as number[] };
+    let referenceSize = 0;
+    let appSize = 0;
+    let peakRss = 0;
+    let rssBefore = 0;
+    for (let round = 1; round <= rounds; round++) {
+      results.raw.push((await run(pgDump, args, { stdout: devNull })).ms);
+      rmSync(referenceFile, { force: true });
+      results.reference.push((await run('bash', ['-c', `set -o pipefail; ${[pgDump, ...args].map(quote).join(' ')} | gzip > ${quote(referenceFile)}`])).ms);
+      referenceSize = statSync(referenceFile).size;
+      const child = await run(process.execPath, ['--import', 'tsx', 'bench/backup.bench.ts', '--app-backup-child'], { env });
+      const appRun = JSON.parse(child.stdout) as { filename: string; filesize: number; ms: number; rssBefore: number; peakRss: number };
+      results.app.push(appRun.ms);
+      appSize = appRun.filesize;
+      peakRss = Math.max(peakRss, appRun.peakRss);
+      rssBefore = appRun.rssBefore;
+      rmSync(join(backups, appRun.filename));
+      console.log(`  round ${round}: raw pg_dump ${secs(results.raw.at(-1)!)}, pg_dump | gzip ${secs(results.reference.at(-1)!)}, app ${secs(appRun.ms)}`);
+    }
+    closeSync(devNull);
+
+    const best = (values: number[]) => Math.min(...values);
+    const [raw, reference, appMs] = [best(results.raw), best(results.reference), best(results.app)];
+    const row = (name: string, value: string, note = '') => console.log(`${name.padEnd(34)}${value.padStart(14)}  ${note}`);
+    console.log(`\nBest of ${rounds} (database ${mib(fill.databaseBytes)}, dump ${mib(rawDumpBytes)}):`);
+    row('raw pg_dump > /dev/null', secs(raw));
+    row('pg_dump --clean --if-exists | gzip', secs(reference), mib(referenceSize));
+    row('app backup (parallel gzip)', secs(appMs), mib(appSize));
+    row('time app / reference', `${(appMs / reference).toFixed(2)}x`, `target ≤ 0.50x ${appMs / reference <= 0.5 ? 'OK' : 'MISSED'}`);
+    row('time app / raw pg_dump', `${(appMs / raw).toFixed(2)}x`);
+    row('size app / reference', `${(appSize / referenceSize).toFixed(2)}x`, `target ≤ 1.20x ${appSize / referenceSize <= 1.2 ? 'OK' : 'MISSED'}`);
+    row('app peak RSS (VmHWM)', mib(peakRss), `target < 150 MiB ${peakRss < 150 * MiB ? 'OK' : 'MISSED'} (${mib(rssBefore)} before the backup started)`);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,72 @@
+import type { BackupFile } from '../../shared/types';
+
+/** Display helpers for backup lists. Dates are the browser's local time: render them on the client. */
+
+const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [
+  ['year', 365 * 24 * 3600],
+  ['month', 30 * 24 * 3600],
+  ['week', 7 * 24 * 3600],
+  ['day', 24 * 3600],
+  ['hour', 3600],
+  ['minute', 60],
+];
+
+/** "3 hours ago", "yesterday", "just now". */
+export function relativeTime(date: string | Date, now: Date = new Date(), locale?: string): string {
+  const seconds = Math.round((new Date(date).getTime() - now.getTime()) / 1000);
+  if (Math.abs(seconds) < 60) return 'just now';
+  const format = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' });
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size) return format.format(Math.trunc(seconds / size), unit);
+  }
+  return 'just now';
+}
+
+/** 1.5 MiB, 240 KiB: binary units, as `ls -h` and file managers show them. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+export interface BackupGroup {
+  /** yyyy-mm-dd of the local date: a stable key. */
+  key: string;
+  heading: string;
+  backups: BackupFile[];
+}
+
+function localKey(date: Date): string {
+  return `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, '0')}-${String(date.getDate()).padStart(2, '0')}`;
+}
+
+/** Newest first, grouped under local-date headings ("Today", "Yesterday", "Monday, 3 March 2025"). */
+export function groupByDate(backups: BackupFile[], now: Date = new Date(), locale?: string): BackupGroup[] {
+  const today = localKey(now);
+  const yesterday = localKey(new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1));
+  const groups = new Map<string, BackupGroup>();
+  const sorted = [...backups].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || a.filename.localeCompare(b.filename));
+  for (const backup of sorted) {
+    const date = new Date(backup.createdAt);
+    const key = localKey(date);
+    let group = groups.get(key);
+    if (!group) {
+      const long = date.toLocaleDateString(locale, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+      const heading = key === today ? `Today, ${long}` : key === yesterday ? `Yesterday, ${long}` : long;
+      group = { key, heading, backups: [] };
+      groups.set(key, group);
+    }
+    group.backups.push(backup);
+  }
+  return [...groups.values()];
+}
+
+export function timeOf(date: string, locale?: string): string {
+  return new Date(date).toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit' });
+}

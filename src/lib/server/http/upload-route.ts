@@ -1,0 +1,173 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { basename } from 'node:path';
+import multer from 'multer';
+import type { Lifeboat } from '../app';
+import { UploadRepository } from '../repositories/upload.repository';
+import { SESSION_COOKIE } from '../services/auth.service';
+import { BackupUploadService, UploadTooLargeError } from '../services/backup-upload.service';
+import { badRequest, forbidden, ServiceError, unauthorized } from '../services/errors';
+import { MAINTENANCE_COOKIE } from '../services/maintenance.service';
+import { registerNodeRoute } from './node-bridge';
+import { checkingDiskStorage, type GzipChecked } from './upload-storage';
+
+export const UPLOAD_PATH = '/api/admin/database-backups/upload';
+export const UPLOAD_FIELD = 'file';
+// Room for the multipart boundaries and part headers around the file itself.
+const MULTIPART_OVERHEAD = 64 * 1024;
+
+const services = new WeakMap<Lifeboat, BackupUploadService>();
+
+export function uploadServiceFor(app: Lifeboat): BackupUploadService {
+  let service = services.get(app);
+  if (!service) {
+    service = new BackupUploadService(app.backups, app.storageRepository, new UploadRepository(), app.config.uploadMaxBytes);
+    services.set(app, service);
+  }
+  return service;
+}
+
+/**
+ * POST /api/admin/database-backups/upload, served by the Node server before SvelteKit: the
+ * file streams through multer's disk storage, so neither the 512K body limit nor memory
+ * bound its size. Called once at start.
+ */
+export function registerUploadRoute(app: Lifeboat): void {
+  uploadServiceFor(app)
+    .removeStaleTemps()
+    .then((names) => names.length && app.log(`Removed ${names.length} temporary file(s) of interrupted uploads`))
+    .catch((error) => app.log(`Could not remove temporary upload files: ${(error as Error).message}`));
+  registerNodeRoute('POST', UPLOAD_PATH, handleUpload);
+}
+
+export function handleUpload(req: IncomingMessage, res: ServerResponse, app: Lifeboat): void {
+  upload(req, res, app).catch((error) => {
+    console.error('[lifeboat] upload failed', error);
+    send(res, 500, 'Internal error, see the server log');
+  });
+}
+
+async function upload(req: IncomingMessage, res: ServerResponse, app: Lifeboat): Promise<void> {
+  const service = uploadServiceFor(app);
+  try {
+    // This route gets no SvelteKit CSRF check: a browser always sends Origin on a cross-site POST.
+    if (!sameOrigin(req)) throw forbidden('Cross-site upload refused');
+    await authorize(req, app);
+    if (!/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) throw badRequest(`Send the backup as multipart/form-data in the field "${UPLOAD_FIELD}"`);
+    // Refuse what is surely too big before reading it; a body without Content-Length is cut by multer's limit.
+    const declared = Number(req.headers['content-length']);
+    if (declared > service.maxBytes + MULTIPART_OVERHEAD) throw new UploadTooLargeError(service.maxBytes);
+  } catch (error) {
+    // The body was not read: close the connection rather than drain a file we refuse.
+    res.setHeader('connection', 'close');
+    return sendError(res, error);
+  }
+
+  const temps: string[] = [];
+  const discardAll = () => Promise.all(temps.map((path) => service.discard(path)));
+  let file: (Express.Multer.File & GzipChecked) | undefined;
+  try {
+    file = await receive(req, service, temps);
+  } catch (error) {
+    await discardAll();
+    if (error instanceof multer.MulterError) {
+      return sendError(res, error.code === 'LIMIT_FILE_SIZE' ? new UploadTooLargeError(service.maxBytes) : badRequest(`${error.message}: send one file in the field "${UPLOAD_FIELD}"`));
+    }
+    // An aborted or malformed body: multer removed the partial file; nobody may be listening.
+    return sendError(res, error instanceof ServiceError ? error : badRequest(`The upload did not complete: ${(error as Error).message}`));
+  }
+  if (!file) return sendError(res, badRequest(`No file: send the backup in the multipart field "${UPLOAD_FIELD}"`));
+  try {
+    sendJson(res, 201, await service.accept(file.path, file.originalname, file.gzipError));
+  } catch (error) {
+    await discardAll();
+    sendError(res, error);
+  }
+}
+
+function receive(req: IncomingMessage, service: BackupUploadService, temps: string[]): Promise<(Express.Multer.File & GzipChecked) | undefined> {
+  const middleware = multer({
+    storage: checkingDiskStorage({
+      destination: (_req, _file, callback) => callback(null, service.folder),
+      filename: (_req, _file, callback) => {
+        const path = service.tempPath();
+        temps.push(path);
+        callback(null, basename(path));
+      },
+    }),
+    limits: { fileSize: service.maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
+    // Name and conflict are known from the part header: refuse before a byte is stored.
+    fileFilter: (_req, file, callback) => {
+      service.checkName(file.originalname).then(
+        () => callback(null, true),
+        (error: Error) => callback(error),
+      );
+    },
+  }).single(UPLOAD_FIELD);
+  const request = req as IncomingMessage & { file?: Express.Multer.File & GzipChecked };
+  return new Promise((resolve, reject) => {
+    // multer is typed for Express, but reads only what a plain IncomingMessage has.
+    (middleware as unknown as (req: IncomingMessage, res: unknown, next: (error?: unknown) => void) => void)(req, {}, (error) =>
+      error ? reject(error) : resolve(request.file),
+    );
+  });
+}
+
+/**
+ * The same rules as the admin APIs (hooks.server.ts): the maintenance admin, or an admin
+ * session, except while a restore may be replacing the sessions table.
+ */
+async function authorize(req: IncomingMessage, app: Lifeboat): Promise<void> {
+  const cookies = parseCookies(req.headers.cookie);
+  if (app.maintenance.validateToken(cookies[MAINTENANCE_COOKIE])) return;
+  if (app.maintenance.isRunning()) throw unauthorized();
+  const bearer = req.headers.authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
+  const token = bearer ?? cookies[SESSION_COOKIE];
+  const user = token ? await app.auth.validateToken(token) : null;
+  if (!user) throw unauthorized();
+  if (!user.isAdmin) throw forbidden();
+}
+
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (!origin) return true;
+  try {
+    // Behind a proxy the public address is ORIGIN, as adapter-node reads it.
+    if (process.env.ORIGIN && new URL(process.env.ORIGIN).origin === origin) return true;
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}
+
+function parseCookies(header: string | undefined): Record<string, string> {
+  const cookies: Record<string, string> = {};
+  for (const part of (header ?? '').split(';')) {
+    const index = part.indexOf('=');
+    if (index < 0) continue;
+    const name = part.slice(0, index).trim();
+    if (!name || name in cookies) continue;
+    try {
+      cookies[name] = decodeURIComponent(part.slice(index + 1).trim());
+    } catch {
+      cookies[name] = part.slice(index + 1).trim();
+    }
+  }
+  return cookies;
+}
+
+function sendError(res: ServerResponse, error: unknown): void {
+  if (error instanceof ServiceError) return send(res, error.status, error.message);
+  throw error;
+}
+
+function send(res: ServerResponse, status: number, message: string): void {
+  sendJson(res, status, { message });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  // The client may be gone (aborted upload): nothing to answer then.
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}

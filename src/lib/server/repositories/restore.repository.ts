@@ -1,0 +1,232 @@
+import { createReadStream } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { PassThrough, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import pg from 'pg';
+import { bytesCounter } from '../backup/parallel-gzip';
+import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
+import type { Database } from '../db/database';
+import { ChildProcessError, startChild } from '../process/child';
+
+/** The dump could not be read to its end: corrupted or truncated gzip, or no end marker. */
+export class DumpReadError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DumpReadError';
+  }
+}
+
+/** psql stopped on an SQL error; its transaction was rolled back. */
+export class PsqlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PsqlError';
+  }
+}
+
+export interface LoadDumpOptions {
+  psql: string;
+  connection: ConnectionOptions;
+  path: string;
+  /** Read from this open file instead of `path`: a file renamed over the name meanwhile does not matter. */
+  file?: FileHandle;
+  compressed: boolean;
+  /** Rewrites and checks the SQL on its way to psql (createRestoreFilter). */
+  filter: Transform;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /** Bytes of the file (compressed) read so far. */
+  onBytesRead?: (bytes: number) => void;
+}
+
+/**
+ * Sent before the dump, in the same transaction: an empty public schema, as a fresh PG15+
+ * database has it. pg_dump (15+) never creates or drops `public`, so without this the
+ * dump's CREATE statements collide with what is there; the old schema's objects
+ * (extensions included) go with the CASCADE.
+ */
+const RESET_SCHEMA =
+  [
+    'BEGIN;',
+    'SET client_min_messages = warning;',
+    // A session still holding a lock must not hang the restore forever.
+    "SET lock_timeout = '60s';",
+    'DROP SCHEMA IF EXISTS public CASCADE;',
+    'CREATE SCHEMA public AUTHORIZATION pg_database_owner;',
+    'GRANT USAGE ON SCHEMA public TO PUBLIC;',
+    "COMMENT ON SCHEMA public IS 'standard public schema';",
+    "SET lock_timeout = '0';",
+    // One line, so psql's line numbers are the dump's plus one (the filter keeps the dump's lines).
+  ].join(' ') + '\n';
+
+/**
+ * Written only after the whole file was read, decompressed and filtered without error.
+ * psql's own --single-transaction commits at end of input, and a parent that dies (or a
+ * truncated COPY) is also an end of input: with an explicit COMMIT, anything short of a
+ * complete dump ends in a rollback when psql exits or is killed.
+ */
+const COMMIT = '\nCOMMIT;\n';
+
+// pg_dump and pg_dumpall end with this comment; its absence means the text was cut short.
+const END_MARKER = /--\s*PostgreSQL database (cluster )?dump complete/;
+const TAIL_BYTES = 16 * 1024;
+
+/** Fails at the end of the text when the dump's last lines are missing. */
+function endMarkerCheck(): Transform {
+  let tail: Buffer = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      tail = chunk.length >= TAIL_BYTES ? chunk.subarray(-TAIL_BYTES) : Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      if (END_MARKER.test(tail.toString('latin1'))) callback();
+      else callback(new DumpReadError('The dump is incomplete: it does not end with the "PostgreSQL database dump complete" line (the file was cut short or edited).'));
+    },
+  });
+}
+
+/** psql's stdin as the end of a pipeline: it is never ended unless every byte before it arrived. */
+function psqlInput(stdin: NodeJS.WritableStream & { destroyed?: boolean }, first: string, last: string): Writable {
+  let started = false;
+  const write = (chunk: Buffer | string, callback: (error?: Error | null) => void) => {
+    if (stdin.destroyed) return callback(new PsqlInputClosed());
+    if (stdin.write(chunk)) return callback();
+    const onDrain = () => {
+      stdin.removeListener('close', onClose);
+      callback();
+    };
+    const onClose = () => {
+      stdin.removeListener('drain', onDrain);
+      callback(new PsqlInputClosed());
+    };
+    stdin.once('drain', onDrain);
+    stdin.once('close', onClose);
+  };
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _encoding, callback) {
+      if (started) return write(chunk, callback);
+      started = true;
+      write(first, (error) => (error ? callback(error) : write(chunk, callback)));
+    },
+    final(callback) {
+      const finish = () => write(last, (error) => (error ? callback(error) : stdin.end(() => callback())));
+      if (started) return finish();
+      started = true;
+      write(first, (error) => (error ? callback(error) : finish()));
+    },
+  });
+}
+
+class PsqlInputClosed extends Error {
+  constructor() {
+    super('psql stopped reading its input');
+  }
+}
+
+/** SQL and processes of a restore: psql fed with a filtered dump, and other sessions ended. No rules. */
+export class RestoreRepository {
+  async fileSize(path: string): Promise<number> {
+    return (await stat(path)).size;
+  }
+
+  /**
+   * Replaces the public schema with the dump in one transaction: the file is streamed
+   * (gunzipped, filtered) into psql after RESET_SCHEMA, and COMMIT follows only a complete,
+   * clean read. On any failure psql is killed, so its transaction rolls back.
+   */
+  async loadDump(options: LoadDumpOptions): Promise<void> {
+    // "-f -" rather than plain stdin: psql then names the line of an error.
+    const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
+    const psql = startChild(options.psql, args, {
+      env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
+      stdio: ['pipe', 'ignore', 'pipe'],
+      signal: options.signal,
+      timeoutMs: options.timeoutMs,
+    });
+    const stdin = psql.child.stdin!;
+    // EPIPE when psql stops on an error: its exit code and stderr say why.
+    stdin.on('error', () => undefined);
+    const fed = pipeline(
+      options.file
+        ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
+        : createReadStream(options.path, { highWaterMark: 1024 * 1024 }),
+      bytesCounter((total) => options.onBytesRead?.(total)),
+      options.compressed ? createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough(),
+      endMarkerCheck(),
+      options.filter,
+      psqlInput(stdin, RESET_SCHEMA, COMMIT),
+    );
+    // Kill before psql could see its input end: then nothing commits.
+    fed.catch((error) => psql.kill(`the dump was not restored: ${error.message}`));
+    const [input, exit] = await Promise.allSettled([fed, psql.done]);
+    if (input.status === 'rejected' && !(input.reason instanceof PsqlInputClosed)) {
+      const reason = input.reason as Error;
+      if (options.signal?.aborted) throw exit.status === 'rejected' ? exit.reason : reason;
+      // zlib errors ("unexpected end of file", "incorrect header check") mean a damaged archive.
+      if ((reason as { code?: string }).code?.startsWith('Z_')) {
+        throw new DumpReadError(`The backup file is damaged (${reason.message}): it is corrupted or was cut short.`, { cause: reason });
+      }
+      throw reason;
+    }
+    if (exit.status === 'rejected') {
+      const error = exit.reason as ChildProcessError;
+      if (options.signal?.aborted || error.exitCode === null) throw error;
+      throw new PsqlError(`psql stopped on an error and its transaction was rolled back: ${describePsqlError(error.stderr) || error.message}`);
+    }
+    if (input.status === 'rejected') throw new PsqlError('psql stopped reading the dump before its end; its transaction was rolled back.');
+  }
+
+  /** Holds the dump open for the whole restore. */
+  openDump(path: string): Promise<FileHandle> {
+    return open(path, 'r');
+  }
+
+  async databaseSize(db: Database): Promise<number> {
+    const { rows } = await db.query<{ size: string }>('SELECT pg_database_size(current_database()) AS size');
+    return Number(rows[0].size);
+  }
+
+  /**
+   * What the app's data looks like: applied migrations and row counts. Taken before a
+   * restore and compared after a failed one, to tell whether its transaction left the
+   * database exactly as it was.
+   */
+  async fingerprint(db: Database): Promise<string> {
+    const { rows } = await db.query(
+      `SELECT (SELECT json_agg(name ORDER BY name) FROM migrations) AS migrations,
+              (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM assets) AS assets,
+              (SELECT count(*) FROM pg_tables WHERE schemaname = 'public') AS tables`,
+    );
+    return JSON.stringify(rows[0]);
+  }
+
+  /** Ends every other session on the database (from "postgres"), so DROP SCHEMA does not wait on them. */
+  async terminateConnections(connection: ConnectionOptions, database: string): Promise<number> {
+    const client = new pg.Client({ ...connection, database: 'postgres', application_name: 'lifeboat' });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ terminated: boolean }>(
+        'SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        [database],
+      );
+      return rows.filter((row) => row.terminated).length;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+/** "psql:<stdin>:424: ERROR:  ..." → "line 423 of the dump: ERROR:  ..." (RESET_SCHEMA is line 1). */
+function describePsqlError(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  const at = lines.findIndex((line) => /^psql:<stdin>:\d+: (ERROR|FATAL)/.test(line));
+  const relevant = (at >= 0 ? lines.slice(at, at + 4) : lines.slice(-4)).filter((line) => !/^LINE \d+:|^\s*\^\s*$/.test(line));
+  return relevant
+    .map((line) => line.replace(/^psql:<stdin>:(\d+): /, (_match, n) => (Number(n) > 1 ? `line ${Number(n) - 1} of the dump: ` : '')))
+    .join('\n')
+    .trim();
+}

@@ -1,0 +1,327 @@
+import { join } from 'node:path';
+import { Cron } from 'croner';
+import { cronError } from '../../shared/cron-schedule';
+import type { BackupSettings, QueueStatus, SystemConfig } from '../../shared/types';
+import type { StorageRepository } from '../repositories/storage.repository';
+import { assessBackupHealth, type BackupHealth } from './backup-health';
+import type { DatabaseBackupService } from './database-backup.service';
+import { badRequest, ServiceError } from './errors';
+import type { MaintenanceService } from './maintenance.service';
+import type { OperationLock } from './operation-lock';
+import type { SystemConfigService } from './system-config.service';
+
+export const BACKUP_DATABASE = 'backup-database';
+const QUEUES = [{ name: BACKUP_DATABASE, title: 'Backup Database' }] as const;
+export type JobName = (typeof QUEUES)[number]['name'];
+
+export type LastRun = NonNullable<QueueStatus['lastRun']>;
+
+interface QueueHistory {
+  completed: number;
+  failed: number;
+  lastRun: LastRun | null;
+  lastSuccessAt: string | null;
+  /** Set while a job runs, so a restart can tell that it was interrupted. */
+  running: { startedAt: string; pid: number } | null;
+}
+
+type History = Record<string, QueueHistory>;
+
+export type JobTrigger = 'manual' | 'schedule';
+
+export interface StartedJob {
+  name: JobName;
+  startedAt: string;
+  /** Settles when the job has finished (never rejects: failures are in the result). */
+  done: Promise<LastRun>;
+}
+
+type Listener = (statuses: QueueStatus[]) => void;
+
+export interface JobServiceDeps {
+  backups: DatabaseBackupService;
+  lock: OperationLock;
+  systemConfig: SystemConfigService;
+  maintenance: MaintenanceService;
+  storage: StorageRepository;
+  /** UPLOAD_LOCATION/.lifeboat: outside the database a restore replaces. */
+  stateDir: string;
+  log: (line: string) => void;
+  logError: (line: string) => void;
+}
+
+/** Progress is pushed at most this often; starts and ends at once. */
+const PROGRESS_INTERVAL_MS = 250;
+
+const emptyHistory = (): QueueHistory => ({ completed: 0, failed: 0, lastRun: null, lastSuccessAt: null, running: null });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The job queues ("Backup Database") and the backup schedule. One job runs at a time under
+ * the operation lock; a second request gets 409 and never a second pg_dump. Counts and the
+ * last run are kept in a file beside the maintenance state, so they survive restarts and
+ * restores. Every change is broadcast to subscribers (the Server-Sent Events endpoint).
+ */
+export class JobService {
+  private history: History = {};
+  private loading: Promise<void> | null = null;
+  private running: { name: JobName; startedAt: Date; bytes: number; controller: AbortController; done: Promise<LastRun> } | null = null;
+  private readonly listeners = new Set<Listener>();
+  private cron: Cron | null = null;
+  private schedulerStarted = false;
+  private readonly unsubscribe: Array<() => void> = [];
+  private lastProgressAt = 0;
+  private progressTimer: NodeJS.Timeout | null = null;
+  private writes: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: JobServiceDeps) {}
+
+  private get file(): string {
+    return join(this.deps.stateDir, 'job-history.json');
+  }
+
+  /** Reads the history once. A job recorded as running by a process that is gone was interrupted: it is reported, never replayed. */
+  load(): Promise<void> {
+    this.loading ??= (async () => {
+      await this.deps.storage.mkdir(this.deps.stateDir);
+      const stored = (await this.deps.storage.readJson<History>(this.file).catch(() => null)) ?? {};
+      for (const { name } of QUEUES) this.history[name] = { ...emptyHistory(), ...stored[name] };
+      let changed = false;
+      for (const queue of Object.values(this.history)) {
+        const running = queue.running;
+        if (!running || (running.pid !== process.pid && isAlive(running.pid))) continue;
+        const startedAt = new Date(running.startedAt);
+        queue.running = null;
+        queue.failed++;
+        queue.lastRun = { result: 'failed', startedAt: running.startedAt, durationMs: 0, error: 'Lifeboat stopped while this job was running (the process was killed or the machine restarted). No file was kept.', filename: null };
+        this.deps.logError(`A job started at ${startedAt.toISOString()} was interrupted by a restart`);
+        changed = true;
+      }
+      if (changed) await this.persist();
+    })();
+    return this.loading;
+  }
+
+  async getStatuses(): Promise<QueueStatus[]> {
+    await this.load();
+    return this.snapshot();
+  }
+
+  private snapshot(): QueueStatus[] {
+    return QUEUES.map(({ name, title }) => {
+      const queue = this.history[name] ?? emptyHistory();
+      const active = this.running?.name === name;
+      return {
+        name,
+        title,
+        active: active ? 1 : 0,
+        waiting: 0,
+        completed: queue.completed,
+        failed: queue.failed,
+        progressBytes: active ? this.running!.bytes : null,
+        lastRun: queue.lastRun,
+      };
+    });
+  }
+
+  /** The listener gets the current statuses at once, then every change. */
+  async subscribe(listener: Listener): Promise<() => void> {
+    await this.load();
+    this.listeners.add(listener);
+    listener(this.snapshot());
+    return () => this.listeners.delete(listener);
+  }
+
+  get subscriberCount(): number {
+    return this.listeners.size;
+  }
+
+  private broadcast(): void {
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressTimer = null;
+    this.lastProgressAt = Date.now();
+    const statuses = this.snapshot();
+    for (const listener of this.listeners) {
+      try {
+        listener(statuses);
+      } catch {
+        // A closed stream must not stop the others (it unsubscribes itself).
+      }
+    }
+  }
+
+  /** Progress ticks come per chunk: broadcast at most a few times a second, and always the latest. */
+  private progress(bytes: number): void {
+    if (!this.running) return;
+    this.running.bytes = bytes;
+    const wait = PROGRESS_INTERVAL_MS - (Date.now() - this.lastProgressAt);
+    if (wait <= 0) this.broadcast();
+    else this.progressTimer ??= setTimeout(() => this.broadcast(), wait);
+  }
+
+  /** POST /api/jobs. Resolves once the job has started; 409 when a backup or restore already runs. */
+  async create(name: unknown): Promise<StartedJob> {
+    if (!QUEUES.some((queue) => queue.name === name)) {
+      throw badRequest(`Unknown job ${JSON.stringify(name ?? null)}: use {"name": "${BACKUP_DATABASE}"}.`);
+    }
+    await this.load();
+    if (this.deps.maintenance.isActive()) throw new ServiceError(503, 'Server is in maintenance mode: jobs cannot start now.');
+    return this.start(name as JobName, 'manual');
+  }
+
+  /** Synchronous up to the lock, so two callers can never both get past it. */
+  private start(name: JobName, trigger: JobTrigger): StartedJob {
+    const release = this.deps.lock.acquire('backup');
+    const controller = new AbortController();
+    const startedAt = new Date();
+    const done = this.runBackup(startedAt, controller.signal, trigger).finally(() => {
+      this.running = null;
+      release();
+      this.broadcast();
+    });
+    this.running = { name, startedAt, bytes: 0, controller, done };
+    this.broadcast();
+    return { name, startedAt: startedAt.toISOString(), done };
+  }
+
+  private async runBackup(startedAt: Date, signal: AbortSignal, trigger: JobTrigger): Promise<LastRun> {
+    const queue = this.history[BACKUP_DATABASE];
+    this.deps.log(`Database backup started (${trigger})`);
+    let result: LastRun;
+    try {
+      queue.running = { startedAt: startedAt.toISOString(), pid: process.pid };
+      await this.persist();
+      const { filename, filesize } = await this.deps.backups.createBackup({ kind: 'routine', signal, onBytes: (bytes) => this.progress(bytes) });
+      result = { result: 'success', startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), error: null, filename };
+      queue.completed++;
+      queue.lastSuccessAt = startedAt.toISOString();
+      this.deps.log(`Database backup ${filename} written (${filesize} bytes in ${result.durationMs} ms)`);
+      await this.retention(filename);
+    } catch (error) {
+      const message = signal.aborted ? `Cancelled: the server is shutting down (${(error as Error).message})` : (error as Error).message;
+      result = { result: 'failed', startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), error: message, filename: null };
+      queue.failed++;
+      this.deps.logError(`Database backup failed: ${message}`);
+    }
+    queue.lastRun = result;
+    queue.running = null;
+    await this.persist().catch((error) => this.deps.logError(`Could not save the job history: ${(error as Error).message}`));
+    return result;
+  }
+
+  /** Retention problems are logged but do not turn a good backup into a failed one. */
+  private async retention(justMade: string): Promise<void> {
+    try {
+      const { keepLastAmount } = (await this.deps.systemConfig.get()).backup.database;
+      const removed = await this.deps.backups.applyRetention(keepLastAmount, justMade);
+      if (removed.length) this.deps.log(`Retention (keep ${keepLastAmount}) removed ${removed.join(', ')}`);
+    } catch (error) {
+      this.deps.logError(`Backup retention failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Serialized, so two quick changes never race on the same temporary file. */
+  private persist(): Promise<void> {
+    const write = this.writes.then(() => this.deps.storage.writeJsonAtomic(this.file, this.history));
+    this.writes = write.catch(() => undefined);
+    return write;
+  }
+
+  /** The newest successful routine backup: from the job history or, when newer, the files. */
+  async backupHealth(now = new Date()): Promise<BackupHealth> {
+    await this.load();
+    // An unreadable backups folder must not take the overview down: the job history still tells.
+    const [config, files] = await Promise.all([this.deps.systemConfig.get(), this.deps.backups.listBackups().catch(() => [])]);
+    const candidates = files.filter((file) => file.kind === 'routine').map((file) => new Date(file.createdAt).getTime());
+    const recorded = this.history[BACKUP_DATABASE]?.lastSuccessAt;
+    if (recorded) candidates.push(new Date(recorded).getTime());
+    const newest = candidates.length ? new Date(Math.max(...candidates)) : null;
+    return assessBackupHealth(config.backup.database, newest, now);
+  }
+
+  /** Starts the schedule from the saved config, and follows its changes and the end of maintenance (a restore may bring another config). */
+  async startScheduler(): Promise<void> {
+    if (this.schedulerStarted) return;
+    this.schedulerStarted = true;
+    await this.load();
+    this.unsubscribe.push(this.deps.systemConfig.onChange((config) => this.schedule(config.backup.database)));
+    let wasActive = this.deps.maintenance.isActive();
+    this.unsubscribe.push(
+      this.deps.maintenance.subscribe((status) => {
+        if (wasActive && !status.active) void this.reloadSchedule();
+        wasActive = status.active;
+      }),
+    );
+    if (!wasActive) await this.reloadSchedule();
+  }
+
+  private async reloadSchedule(): Promise<void> {
+    try {
+      this.schedule((await this.deps.systemConfig.get()).backup.database);
+    } catch (error) {
+      this.deps.logError(`Could not read the backup schedule: ${(error as Error).message}`);
+    }
+  }
+
+  /** Replaces the timer; an invalid or disabled schedule runs nothing. */
+  schedule(settings: BackupSettings): void {
+    if (!this.schedulerStarted) return;
+    this.cron?.stop();
+    this.cron = null;
+    if (!settings.enabled) {
+      this.deps.log('Scheduled database backups are turned off');
+      return;
+    }
+    const problem = cronError(settings.cronExpression);
+    if (problem) {
+      this.deps.logError(`Scheduled database backups are not running: ${problem}`);
+      return;
+    }
+    this.cron = new Cron(settings.cronExpression.trim(), { mode: '5-or-6-parts', unref: true, catch: (error) => this.deps.logError(`Scheduler error: ${String(error)}`) }, () =>
+      this.onSchedule(),
+    );
+    this.deps.log(`Database backups scheduled "${settings.cronExpression}", next at ${this.cron.nextRun()?.toISOString()}`);
+  }
+
+  get nextScheduledRun(): Date | null {
+    return this.cron?.nextRun() ?? null;
+  }
+
+  private async onSchedule(): Promise<void> {
+    if (this.deps.maintenance.isActive()) {
+      this.deps.log('Scheduled database backup skipped: the server is in maintenance mode');
+      return;
+    }
+    let job: StartedJob;
+    try {
+      job = this.start(BACKUP_DATABASE, 'schedule');
+    } catch (error) {
+      // 409: a backup (manual or the previous scheduled one) or a restore is running.
+      this.deps.log(`Scheduled database backup skipped: ${(error as Error).message}`);
+      return;
+    }
+    await job.done;
+  }
+
+  /** On shutdown: no new runs, and a running backup is cancelled (pg_dump killed, .tmp removed) before the database stops. */
+  async stop(): Promise<void> {
+    this.cron?.stop();
+    this.cron = null;
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    const running = this.running;
+    if (running) {
+      running.controller.abort();
+      await running.done;
+    }
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    await this.writes;
+  }
+}

@@ -1,0 +1,263 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { MaintenanceStatus } from '../../shared/types';
+import type { Config } from '../config';
+import type { Database } from '../db/database';
+import { RestoreRepository } from '../repositories/restore.repository';
+import { checkHealth } from '../restore/health-check';
+import { disconnect } from '../restore/disconnect';
+import { loadDump } from '../restore/load-dump';
+import { migrateRestored } from '../restore/migrate';
+import { createRestorePoint } from '../restore/restore-point';
+import { RestoreLog } from '../restore/restore-log';
+import { validateBackup, validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
+import type { DatabaseBackupService } from './database-backup.service';
+import { ServiceError } from './errors';
+import type { MaintenanceService } from './maintenance.service';
+import type { OperationLock } from './operation-lock';
+
+/** What a restore needs from the app (the Lifeboat composition root provides it). */
+export interface RestoreHost {
+  config: Config;
+  db: Database;
+  maintenance: MaintenanceService;
+  lock: OperationLock;
+  backups: DatabaseBackupService;
+  auth: { hasAdmin(): Promise<boolean> };
+  migrate(): Promise<string[]>;
+  forgetOnboarding(): void;
+  log(line: string): void;
+}
+
+interface Run {
+  controller: AbortController;
+  done: Promise<MaintenanceStatus>;
+}
+
+const SHUTDOWN = 'the server is shutting down';
+
+/**
+ * Restores a database backup. run() reads as the list of steps: validate → lock →
+ * restore point → disconnect → restore → migrations → health check → done; any failure
+ * after the restore began rolls back to the restore point and reports both results.
+ * The web route starts it in the background (startRestore); the command line awaits it (restore).
+ */
+export class RestoreService {
+  private current: Run | null = null;
+
+  constructor(
+    private readonly host: RestoreHost,
+    private readonly repository = new RestoreRepository(),
+  ) {}
+
+  /** Step 1, synchronously for the route: 400 bad name or not a dump, 404 missing. */
+  validate(name: unknown): Promise<ValidatedDump> {
+    return validateBackup(this.host.backups, this.repository, name);
+  }
+
+  validatePath(path: string): Promise<ValidatedDump> {
+    return validateDumpFile(this.repository, path);
+  }
+
+  /**
+   * The web API: checks everything that can be checked before anything changes (400/404/409),
+   * enters maintenance mode (or stays in it), and starts the restore in the background.
+   * Returns a new maintenance token for this browser unless it already holds a valid one.
+   */
+  async startRestore(name: unknown, options: { by: string; token?: string }): Promise<{ token: string | null; status: MaintenanceStatus }> {
+    const dump = await this.validate(name);
+    const release = this.host.lock.acquire('restore');
+    let entered: { token: string | null; wasActive: boolean };
+    try {
+      entered = await this.enterMaintenance(dump, options.by, options.token);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    this.launch(dump, entered.wasActive, release);
+    return { token: entered.token, status: this.host.maintenance.status };
+  }
+
+  /** The command line: the same restore, awaited; resolves with the final status. */
+  async restore(dump: ValidatedDump, options: { by: string }): Promise<MaintenanceStatus> {
+    const release = this.host.lock.acquire('restore');
+    let wasActive: boolean;
+    try {
+      ({ wasActive } = await this.enterMaintenance(dump, options.by));
+    } catch (error) {
+      release();
+      throw error;
+    }
+    return this.launch(dump, wasActive, release).done;
+  }
+
+  /** On shutdown: kill psql (its transaction rolls back) and record the interruption. */
+  async abort(): Promise<void> {
+    const run = this.current;
+    if (!run) return;
+    run.controller.abort(new Error(SHUTDOWN));
+    await run.done.catch(() => undefined);
+  }
+
+  get running(): boolean {
+    return this.current !== null;
+  }
+
+  /**
+   * Leaves maintenance mode (the route's "end" and the command line's "maintenance end"):
+   * never while a restore or backup runs, and only once the database takes this version's
+   * migrations, so the app never serves a database it cannot use.
+   */
+  async endMaintenance(by: string): Promise<MaintenanceStatus> {
+    const { maintenance } = this.host;
+    if (!maintenance.isActive()) return maintenance.status;
+    await this.host.lock.run('restore', async () => {
+      try {
+        await this.host.migrate();
+      } catch (error) {
+        throw new ServiceError(409, `Maintenance mode stays on: the database cannot be used by this version (${(error as Error).message}). Restore a backup first.`);
+      }
+      this.host.forgetOnboarding();
+      await maintenance.end({}, `Maintenance mode ended by ${by}`);
+    });
+    return maintenance.status;
+  }
+
+  private async enterMaintenance(dump: ValidatedDump, by: string, token?: string): Promise<{ token: string | null; wasActive: boolean }> {
+    const { maintenance } = this.host;
+    const wasActive = maintenance.isActive();
+    const newToken = wasActive && maintenance.validateToken(token) ? null : await maintenance.start('restore_database', by);
+    await maintenance.begin('restore_database', { backup: dump.filename }, `Restore of ${dump.filename} started by ${by}`);
+    return { token: newToken, wasActive };
+  }
+
+  private launch(dump: ValidatedDump, wasActive: boolean, release: () => void): Run {
+    const controller = new AbortController();
+    const done = this.runWithFile(dump, wasActive, controller.signal)
+      .catch(async (error) => {
+        // run() reports its own failures; this is the last resort for a failure while reporting.
+        this.host.log(`Restore failed unexpectedly: ${(error as Error).stack ?? error}`);
+        await this.host.maintenance.setStatus({ task: 'error', error: `Restore failed: ${(error as Error).message}` }).catch(() => undefined);
+      })
+      .then(() => this.host.maintenance.status)
+      .finally(() => {
+        release();
+        this.current = null;
+      });
+    this.current = { controller, done };
+    return this.current;
+  }
+
+  /**
+   * The dump is held open from the start: the restore point, or an upload, may be renamed
+   * over its name meanwhile (backup names have one-second resolution).
+   */
+  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<void> {
+    const file = await this.repository.openDump(dump.path);
+    try {
+      await this.run(dump, wasActive, signal, file);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** The restore itself, one step after another (validation and the lock came before). */
+  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<void> {
+    const { host, repository } = this;
+    const log = new RestoreLog(host.maintenance, (line) => host.log(line));
+    const steps = { config: host.config, db: host.db, repository };
+
+    let restorePoint: string;
+    try {
+      restorePoint = await createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
+      await host.maintenance.setStatus({ restorePoint });
+    } catch (error) {
+      return this.stopUnchanged(log, error, wasActive, signal);
+    }
+
+    const before = await repository.fingerprint(host.db).catch(() => null);
+    let committed = false;
+    try {
+      await disconnect(host.db, repository, log);
+      await log.task('restore', `Restoring ${dump.filename}`);
+      await loadDump(steps, dump, log, signal, file);
+      committed = true;
+      await log.info(`${dump.filename} restored`);
+      await migrateRestored(() => host.migrate(), log);
+      await checkHealth(host.db, () => host.auth.hasAdmin(), log);
+    } catch (error) {
+      return this.recover(log, error, { dump, restorePoint, committed, before, signal });
+    }
+
+    host.forgetOnboarding();
+    await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
+    host.log(`Restore of ${dump.filename} complete`);
+  }
+
+  /** The restore point failed: nothing was changed. Maintenance mode goes back to how it was. */
+  private async stopUnchanged(log: RestoreLog, error: unknown, wasActive: boolean, signal: AbortSignal): Promise<void> {
+    const why = signal.aborted ? `interrupted because ${SHUTDOWN}` : `the restore point could not be created: ${messageOf(error)}`;
+    const message = `Restore not started: ${why}. Nothing was changed.`;
+    await log.info(message);
+    const patch = { task: 'error' as const, error: message, finishedAt: new Date().toISOString() };
+    if (wasActive || signal.aborted) await this.host.maintenance.setStatus(patch);
+    else await this.host.maintenance.end(patch, 'Maintenance mode ended: the database was not touched');
+  }
+
+  /**
+   * A failure after the restore began. When the restore's own transaction failed the
+   * database is unchanged: that is checked (same migrations and row counts as before),
+   * and the restore point is only restored when the check fails. After the dump committed
+   * (migrations or health check failed), the restore point is restored. Either way the
+   * server stays in maintenance mode with the error, so the admin sees what happened.
+   */
+  private async recover(
+    log: RestoreLog,
+    error: unknown,
+    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; signal: AbortSignal },
+  ): Promise<void> {
+    const { host } = this;
+    const { restorePoint, signal } = context;
+    const failedTask = host.maintenance.status.task;
+    const original = `Restore failed: ${messageOf(error)}`;
+    const fail = async (message: string) => {
+      await log.info(message);
+      await host.maintenance.setStatus({ task: 'error', error: message, finishedAt: new Date().toISOString() });
+    };
+
+    if (signal.aborted) {
+      const state = context.committed
+        ? `the backup was restored but not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`
+        : `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`;
+      return fail(`Restore interrupted because ${SHUTDOWN}: ${state}.`);
+    }
+    await log.info(original);
+
+    if (!context.committed && context.before) {
+      const after = await this.repository.fingerprint(host.db).catch(() => null);
+      if (after === context.before) {
+        return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
+      }
+    }
+
+    try {
+      await log.task('rollback', `Rolling back to the restore point ${restorePoint}`);
+      const point = await this.validate(restorePoint);
+      await disconnect(host.db, this.repository, log);
+      await loadDump({ config: host.config, db: host.db, repository: this.repository }, point, log, signal);
+      const ran = await host.migrate();
+      if (ran.length) await log.info(`Applied ${ran.length} migration(s) to the restore point`);
+      host.forgetOnboarding();
+    } catch (rollbackError) {
+      return fail(
+        `${original}. Rollback to ${restorePoint} FAILED too: ${messageOf(rollbackError)}. ` +
+          `The database may be inconsistent; Lifeboat stays in maintenance mode: restore ${restorePoint} by hand (Administration > Maintenance, or npm run cli -- restore ${restorePoint}).`,
+      );
+    }
+    return fail(`${original}. Rolled back to ${restorePoint}: OK`);
+  }
+}
+
+/** The message without its final full stop: it is followed by more sentences. */
+function messageOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).trim().replace(/\.$/, '');
+}

@@ -1,0 +1,71 @@
+import { Cron } from 'croner';
+import type { BackupSettings, SystemConfig } from './types';
+
+/** Browser-safe schedule rules, shared by the settings page (preview) and the server (validation). */
+
+export const DEFAULT_BACKUP_SETTINGS: BackupSettings = { enabled: true, cronExpression: '0 02 * * *', keepLastAmount: 14 };
+
+export const DEFAULT_SYSTEM_CONFIG: SystemConfig = { backup: { database: DEFAULT_BACKUP_SETTINGS } };
+
+/** 5 fields (minute precision) or 6 (with seconds first), as croner reads them. */
+const MODE = '5-or-6-parts' as const;
+
+/** Paused: parsing only, never a timer. */
+function parse(expression: string): Cron {
+  return new Cron(expression.trim(), { paused: true, mode: MODE });
+}
+
+/** Why an expression cannot be used, or null when it can. */
+export function cronError(expression: unknown): string | null {
+  if (typeof expression !== 'string' || expression.trim() === '') return 'Enter a cron expression, e.g. "0 02 * * *" for every day at 2:00 AM.';
+  try {
+    const cron = parse(expression);
+    if (!cron.nextRun()) return `The cron expression "${expression}" never runs.`;
+    return null;
+  } catch (error) {
+    const detail = (error as Error).message.replace(/^CronPattern:\s*/, '');
+    return `Invalid cron expression "${expression}": ${detail}`;
+  }
+}
+
+/** The next `count` run times after `from`, or [] for an invalid expression. */
+export function nextRuns(expression: string, count: number, from: Date = new Date()): Date[] {
+  try {
+    return parse(expression).nextRuns(count, from);
+  } catch {
+    return [];
+  }
+}
+
+/** The most recent `count` times the schedule fired before `from`, newest first. */
+export function previousRuns(expression: string, count: number, from: Date = new Date()): Date[] {
+  try {
+    return parse(expression).previousRuns(count, from);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Checks a submitted backup schedule. The cron expression matters only when backups are
+ * enabled (as the reference does); keepLastAmount is always a whole number of at least 1.
+ * Returns the settings, or the list of problems.
+ */
+export function validateBackupSettings(input: unknown): { settings: BackupSettings } | { errors: string[] } {
+  const value = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
+  const errors: string[] = [];
+  if (typeof value.enabled !== 'boolean') errors.push('"enabled" must be true or false.');
+  const cronExpression = typeof value.cronExpression === 'string' ? value.cronExpression.trim() : value.cronExpression;
+  if (value.enabled !== false) {
+    const problem = cronError(cronExpression);
+    if (problem) errors.push(problem);
+  } else if (typeof cronExpression !== 'string') {
+    errors.push('"cronExpression" must be a string.');
+  }
+  const keep = value.keepLastAmount;
+  if (typeof keep !== 'number' || !Number.isSafeInteger(keep) || keep < 1) {
+    errors.push(`Keep last amount must be a whole number of at least 1 (got ${JSON.stringify(keep ?? null)}).`);
+  }
+  if (errors.length) return { errors };
+  return { settings: { enabled: value.enabled as boolean, cronExpression: cronExpression as string, keepLastAmount: keep as number } };
+}

@@ -1,0 +1,237 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate, schemaState } from '../src/lib/server/db/migrator';
+import { ServiceError } from '../src/lib/server/services/errors';
+import { ANONYMOUS_ERROR } from '../src/lib/server/services/maintenance.service';
+import { APP_VERSION } from '../src/lib/server/version';
+import { connectionFor, createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
+import { beforeEnd, changeData, editDump, finished, pgTool, seed, snapshot } from './restore-helpers';
+
+const instances: TestInstance[] = [];
+afterEach(async () => {
+  for (const instance of instances.splice(0)) await instance.close();
+});
+
+/** An instance with users and assets, and a backup of it. */
+async function seeded(assets = 50) {
+  const instance = await startInstance();
+  instances.push(instance);
+  const { app } = instance;
+  await seed(app.db, { assets });
+  const backup = await app.backups.createBackup();
+  const before = await snapshot(app.db);
+  return { instance, app, backup: backup.filename, before };
+}
+
+async function restore(app: TestInstance['app'], name: string) {
+  return app.restore.restore(await app.restore.validate(name), { by: 'the test' });
+}
+
+function expectRefused(promise: Promise<unknown>, status: number, message?: RegExp) {
+  return expect(promise).rejects.toSatisfy((error: unknown) => {
+    expect(error).toBeInstanceOf(ServiceError);
+    expect((error as ServiceError).status).toBe(status);
+    if (message) expect((error as Error).message).toMatch(message);
+    return true;
+  });
+}
+
+describe('restore', () => {
+  it('brings back the data of the backup, after a restore point, and leaves maintenance mode', async () => {
+    const { app, backup, before } = await seeded();
+    await changeData(app.db);
+    expect(await snapshot(app.db)).not.toEqual(before);
+
+    const status = await restore(app, backup);
+
+    expect(status.error).toBeNull();
+    expect(status).toMatchObject({ active: false, task: 'done', progress: 1, backup });
+    expect(await snapshot(app.db)).toEqual(before);
+    expect(status.restorePoint).toMatch(/^restore-point-immich-db-backup-\d{8}T\d{6}-v1\.1\.0-pg[\d.]+\.sql\.gz$/);
+    expect(readdirSync(app.backups.backupsFolder)).toContain(status.restorePoint);
+    const log = status.log.join('\n');
+    for (const step of ['Creating a restore point', 'Restoring', 'Running database migrations', 'Health check passed', 'complete']) expect(log).toContain(step);
+    // The restore point holds the changed data: restoring it brings the change back (and restoring twice works).
+    const again = await restore(app, status.restorePoint!);
+    expect(again.task).toBe('done');
+    expect((await snapshot(app.db)).users).toContain('intruder@example.com');
+  });
+
+  it.each([
+    ['a corrupted gzip', (gz: Buffer) => {
+      const copy = Buffer.from(gz);
+      for (let i = Math.floor(copy.length * 0.6); i < Math.floor(copy.length * 0.6) + 64; i++) copy[i] ^= 0x5a;
+      return copy;
+    }],
+    ['a truncated file', (gz: Buffer) => gz.subarray(0, Math.floor(gz.length * 0.7))],
+  ])('%s leaves the database unchanged and reports the error', async (_name, damage) => {
+    const { app, backup } = await seeded(6000);
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    const folder = app.backups.backupsFolder;
+    writeFileSync(join(folder, 'uploaded-damaged.sql.gz'), damage(readFileSync(join(folder, backup))));
+
+    const status = await restore(app, 'uploaded-damaged.sql.gz');
+
+    expect(status).toMatchObject({ active: true, task: 'error' });
+    expect(status.error).toMatch(/^Restore failed: .*(damaged|psql stopped)/);
+    expect(status.error).toMatch(/The database was not changed|Rolled back to .*: OK/);
+    expect(await snapshot(app.db)).toEqual(current);
+  });
+
+  it('an SQL error near the end of the dump leaves the database unchanged', async () => {
+    const { app, backup } = await seeded();
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    editDump(app, backup, 'uploaded-bad-statement.sql.gz', (sql) => beforeEnd(sql, 'INSERT INTO public.no_such_table VALUES (1);'));
+
+    const status = await restore(app, 'uploaded-bad-statement.sql.gz');
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/psql stopped on an error .*relation "public.no_such_table" does not exist/s);
+    expect(status.error).toContain('The database was not changed');
+    expect(await snapshot(app.db)).toEqual(current);
+  });
+
+  it('rolls back a backup without an admin, saying why', async () => {
+    const { app } = await seeded();
+    await app.db.query('UPDATE users SET is_admin = false');
+    const { filename: noAdmin } = await app.backups.createBackup();
+    await app.db.query("UPDATE users SET is_admin = true WHERE email LIKE 'admin-%'");
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+
+    const status = await restore(app, noAdmin);
+
+    expect(status.task).toBe('error');
+    expect(status.active).toBe(true);
+    expect(status.error).toMatch(/^Restore failed: the backup has no admin user.*Rolled back to restore-point-.*: OK$/s);
+    expect(await snapshot(app.db)).toEqual(current);
+    expect(await app.auth.hasAdmin()).toBe(true);
+    expect(status.log.join('\n')).toContain('Rolling back to the restore point');
+  });
+
+  it('migrates a backup made by an older version', async () => {
+    const { app, instance } = await seeded();
+    const old = await createDatabase('old');
+    try {
+      await withClient(old, async (client) => {
+        await migrate(client, { upTo: '1.0.0' });
+        await seed(client, { tag: 'old' });
+      });
+      const name = `immich-db-backup-20240101T000000-v1.0.0-pg${await app.db.serverVersion()}.sql.gz`;
+      const { host, port, user } = testCluster();
+      const sql = execFileSync(pgTool('pg_dump'), ['--clean', '--if-exists', '-h', host, '-p', String(port), '-U', user, old]);
+      writeFileSync(join(app.backups.backupsFolder, name), gzipSync(sql));
+      expect(readFileSync(join(app.backups.backupsFolder, name)).length).toBeGreaterThan(0);
+
+      const status = await restore(app, name);
+
+      expect(status.error).toBeNull();
+      expect(status.task).toBe('done');
+      expect(status.log.join('\n')).toContain('Applied 1 migration(s): 1100000000000-Albums');
+      const state = await app.db.withClient((client) => schemaState(client));
+      expect(state).toMatchObject({ pending: [], unknown: [], version: APP_VERSION });
+      expect((await snapshot(app.db)).users).toContain('admin-old@example.com');
+      await app.db.query('SELECT count(*) FROM albums');
+    } finally {
+      await app.db.closePool();
+      await dropDatabase(old);
+      void instance;
+    }
+  });
+
+  it('refuses a backup made by a newer version and changes nothing', async () => {
+    const { app } = await seeded();
+    await app.db.query("INSERT INTO migrations (name, version) VALUES ('9999999999999-Future', '9.0.0')");
+    const { filename } = await app.backups.createBackup();
+    await app.db.query("DELETE FROM migrations WHERE name = '9999999999999-Future'");
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+
+    const status = await restore(app, filename);
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/made by a newer version of Lifeboat .*9999999999999-Future.*Rolled back to .*: OK$/s);
+    expect(await snapshot(app.db)).toEqual(current);
+    const { rows } = await app.db.query("SELECT 1 FROM migrations WHERE name = '9999999999999-Future'");
+    expect(rows).toHaveLength(0);
+  });
+
+  it('refuses a dump with a shell escape: the command never runs and nothing changes', async () => {
+    const { app, backup } = await seeded();
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    const marker = join(tmpdir(), `lifeboat-pwned-${process.pid}-${Date.now()}`);
+    // Without \restrict (older pg_dump), psql itself would run \! : only the filter stands in the way.
+    editDump(app, backup, 'uploaded-hostile.sql.gz', (sql) =>
+      beforeEnd(sql.replace(/^\\(un)?restrict .*$/gm, ''), `INSERT INTO public.users (email) VALUES ('x@example.com');\n\\! touch ${marker}\n`),
+    );
+
+    const status = await restore(app, 'uploaded-hostile.sql.gz');
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/Refused: the dump contains the psql meta-command "\\!"/);
+    expect(status.error).toContain('The database was not changed');
+    expect(existsSync(marker)).toBe(false);
+    expect(await snapshot(app.db)).toEqual(current);
+  });
+
+  it('restores the instance database from a pg_dumpall cluster dump', async () => {
+    const { app, before } = await seeded();
+    const { host, port, user } = testCluster();
+    const sql = execFileSync(pgTool('pg_dumpall'), ['--clean', '--if-exists', '-h', host, '-p', String(port), '-U', user], { maxBuffer: 512 * 1024 * 1024 });
+    writeFileSync(join(app.backups.backupsFolder, 'uploaded-cluster.sql.gz'), gzipSync(sql));
+    await changeData(app.db);
+
+    const dump = await app.restore.validate('uploaded-cluster.sql.gz');
+    expect(dump.kind).toBe('cluster');
+    const status = await app.restore.restore(dump, { by: 'the test' });
+
+    expect(status.error).toBeNull();
+    expect(status.task).toBe('done');
+    expect(await snapshot(app.db)).toEqual(before);
+  });
+
+  it('checks the backup before anything changes: bad name 400, missing 404, not a dump 400', async () => {
+    const { app } = await seeded();
+    await expectRefused(app.restore.startRestore('../etc/passwd.sql.gz', { by: 'test' }), 400, /Invalid backup name/);
+    await expectRefused(app.restore.startRestore('nope.sql.gz', { by: 'test' }), 404);
+    writeFileSync(join(app.backups.backupsFolder, 'uploaded-text.sql.gz'), 'hello');
+    await expectRefused(app.restore.startRestore('uploaded-text.sql.gz', { by: 'test' }), 400, /not a valid gzip/);
+    writeFileSync(join(app.backups.backupsFolder, 'uploaded-notes.sql.gz'), gzipSync('just some notes\n'));
+    await expectRefused(app.restore.startRestore('uploaded-notes.sql.gz', { by: 'test' }), 400, /does not look like a PostgreSQL dump/);
+    expect(app.maintenance.isActive()).toBe(false);
+  });
+
+  it('answers 409 to a second restore or a backup while one runs', async () => {
+    const { app, backup } = await seeded();
+    const first = await app.restore.startRestore(backup, { by: 'test' });
+    expect(first.token).toBeTruthy();
+    expect(first.status).toMatchObject({ active: true, action: 'restore_database', backup });
+
+    await expectRefused(app.restore.startRestore(backup, { by: 'test' }), 409, /already running/);
+    expect(() => app.lock.acquire('backup')).toThrow(/already running/);
+
+    const status = await finished(app);
+    expect(status.task).toBe('done');
+  });
+
+  it('shows anonymous viewers the progress but never the error or the log', async () => {
+    const { app } = await seeded();
+    writeFileSync(join(app.backups.backupsFolder, 'uploaded-cut.sql.gz'), gzipSync('--\n-- PostgreSQL database dump\n--\nCREATE TABLE x (a int);\n'));
+    const status = await restore(app, 'uploaded-cut.sql.gz');
+    expect(status.error).toMatch(/incomplete/);
+
+    const anonymous = app.maintenance.publicStatus(false);
+    expect(anonymous).toMatchObject({ active: true, task: 'error', error: ANONYMOUS_ERROR, log: [] });
+    expect(JSON.stringify(anonymous)).not.toContain('incomplete');
+    expect(app.maintenance.publicStatus(true).error).toBe(status.error);
+  });
+});
+
+void connectionFor;

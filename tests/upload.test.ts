@@ -1,0 +1,325 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handleUpload, UPLOAD_PATH, uploadServiceFor } from '../src/lib/server/http/upload-route';
+import { startInstance, type TestInstance } from './helpers/pg';
+
+// The beginning of real `pg_dump` 15 output, then a table and its data.
+const DUMP = `--
+-- PostgreSQL database dump
+--
+
+-- Dumped from database version 15.18
+-- Dumped by pg_dump version 15.18
+
+SET statement_timeout = 0;
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+
+CREATE TABLE public.notes (id integer NOT NULL, body text);
+
+COPY public.notes (id, body) FROM stdin;
+1	hello
+\\.
+`;
+
+interface Server {
+  url: string;
+  instance: TestInstance;
+  admin: string;
+  user: string;
+  close(): Promise<void>;
+}
+
+/** The route exactly as server.js mounts it, in front of nothing, on a real app and database. */
+async function startServer(env: Record<string, string> = {}): Promise<Server> {
+  const instance = await startInstance({ env });
+  const { app } = instance;
+  await app.auth.adminSignUp({ email: 'admin@example.com', password: 'password123', name: 'Admin' });
+  await app.userService.create({ email: 'user@example.com', password: 'password123', name: 'User' });
+  const admin = (await app.auth.login({ email: 'admin@example.com', password: 'password123' })).accessToken;
+  const user = (await app.auth.login({ email: 'user@example.com', password: 'password123' })).accessToken;
+  const server = http.createServer((req, res) => {
+    if (req.url === UPLOAD_PATH && req.method === 'POST') handleUpload(req, res, app);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}${UPLOAD_PATH}`,
+    instance,
+    admin,
+    user,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await instance.close();
+    },
+  };
+}
+
+function form(name: string, content: Buffer | string, field = 'file'): FormData {
+  const body = new FormData();
+  body.append(field, new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), name);
+  return body;
+}
+
+async function post(server: Server, body: FormData, headers: Record<string, string> = {}) {
+  const response = await fetch(server.url, { method: 'POST', body, headers: { authorization: `Bearer ${server.admin}`, ...headers } });
+  return { status: response.status, body: (await response.json()) as { message?: string; filename?: string; kind?: string; filesize?: number } };
+}
+
+/** Everything in backups/ but the folder marker: must stay empty after every refusal. */
+function backupFiles(server: Server): string[] {
+  return readdirSync(join(server.instance.uploadLocation, 'backups')).filter((name) => name !== '.immich');
+}
+
+async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}
+
+describe('POST /api/admin/database-backups/upload', () => {
+  let server: Server;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('stores a good .sql.gz as uploaded-<name>, byte for byte, and answers with the backup', async () => {
+    const gz = gzipSync(DUMP);
+    const { status, body } = await post(server, form('immich-db-backup-20250101T000000-v1.0.0-pg15.sql.gz', gz));
+    expect(status).toBe(201);
+    expect(body).toMatchObject({ filename: 'uploaded-immich-db-backup-20250101T000000-v1.0.0-pg15.sql.gz', kind: 'uploaded', filesize: gz.length, version: '1.0.0' });
+    const stored = join(server.instance.uploadLocation, 'backups', body.filename!);
+    expect(readFileSync(stored).equals(gz)).toBe(true);
+  });
+
+  it('stores a good plain .sql, and keeps only the base name of a path', async () => {
+    const { status, body } = await post(server, form('C:\\Users\\ada\\dump.sql', DUMP));
+    expect(status).toBe(201);
+    expect(body.filename).toBe('uploaded-dump.sql');
+    expect(readFileSync(join(server.instance.uploadLocation, 'backups', 'uploaded-dump.sql'), 'utf8')).toBe(DUMP);
+  });
+
+  it('keeps only the base name of a path-like name', async () => {
+    const { status, body } = await post(server, form('../../etc/evil.sql.gz', gzipSync(DUMP)));
+    expect(status).toBe(201);
+    expect(body.filename).toBe('uploaded-evil.sql.gz');
+    expect(existsSync(join(server.instance.uploadLocation, 'etc'))).toBe(false);
+  });
+
+  it('never overwrites: the same name twice is 409 and the first file stays intact', async () => {
+    const first = gzipSync(DUMP);
+    expect((await post(server, form('twice.sql.gz', first))).status).toBe(201);
+    const before = backupFiles(server);
+    const second = gzipSync(DUMP + '-- a different file\n');
+    const { status, body } = await post(server, form('twice.sql.gz', second));
+    expect(status).toBe(409);
+    expect(body.message).toMatch(/already exists/);
+    expect(readFileSync(join(server.instance.uploadLocation, 'backups', 'uploaded-twice.sql.gz')).equals(first)).toBe(true);
+    expect(backupFiles(server)).toEqual(before);
+  });
+
+  it('never overwrites even when the name appears while the file was streaming in', async () => {
+    // The name is checked before the body is read, and again, atomically, when the file is moved.
+    const service = uploadServiceFor(server.instance.app);
+    const backups = join(server.instance.uploadLocation, 'backups');
+    writeFileSync(join(backups, 'uploaded-race.sql'), 'the first file');
+    const temp = service.tempPath();
+    writeFileSync(temp, DUMP);
+    await expect(service.accept(temp, 'race.sql')).rejects.toMatchObject({ status: 409 });
+    expect(readFileSync(join(backups, 'uploaded-race.sql'), 'utf8')).toBe('the first file');
+    expect(existsSync(temp)).toBe(false);
+  });
+
+  it('in maintenance mode, the maintenance admin uploads with the maintenance cookie (the wizard\'s step 2)', async () => {
+    const { app } = server.instance;
+    const token = await app.maintenance.start('start', 'the test');
+    try {
+      const { status, body } = await post(server, form('wizard.sql.gz', gzipSync(DUMP)), { authorization: '', cookie: `immich_maintenance_token=${encodeURIComponent(token)}` });
+      expect(status).toBe(201);
+      expect(body.filename).toBe('uploaded-wizard.sql.gz');
+      const stranger = await post(server, form('stranger.sql.gz', gzipSync(DUMP)), { authorization: '', cookie: 'immich_maintenance_token=not-the-token' });
+      expect(stranger.status).toBe(401);
+    } finally {
+      await app.maintenance.end();
+    }
+  });
+
+  it('a truncated gzip handed over without a check on the way in is read again and refused', async () => {
+    const service = uploadServiceFor(server.instance.app);
+    const whole = gzipSync(DUMP + randomBytes(500_000).toString('hex'));
+    const temp = service.tempPath();
+    writeFileSync(temp, whole.subarray(0, Math.floor(whole.length / 2)));
+    await expect(service.accept(temp, 'cut.sql.gz')).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/not a valid gzip/) });
+    expect(existsSync(temp)).toBe(false);
+    expect(existsSync(join(server.instance.uploadLocation, 'backups', 'uploaded-cut.sql.gz'))).toBe(false);
+  });
+
+  describe('refusals leave no file', () => {
+    let before: string[];
+    beforeAll(() => {
+      before = backupFiles(server);
+    });
+
+    it.each([
+      ['a name with spaces', 'my dump.sql.gz'],
+      ['the wrong extension', 'dump.tar.gz'],
+      ['a hidden name', '.sql.gz'],
+      ['a name with a quote', 'x".sql.gz'],
+    ])('bad name: %s → 400', async (_what, name) => {
+      const { status, body } = await post(server, form(name, gzipSync(DUMP)));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/Invalid file name/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a .gz that is not gzip → 400', async () => {
+      const { status, body } = await post(server, form('broken.sql.gz', DUMP));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/not a valid gzip/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a gzip truncated in transit → 400', async () => {
+      // Long enough that its first 64 KiB decompress fine: only reading to the end finds the cut.
+      const whole = gzipSync(DUMP + randomBytes(500_000).toString('hex'));
+      const { status, body } = await post(server, form('truncated.sql.gz', whole.subarray(0, Math.floor(whole.length / 2))));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/not a valid gzip|corrupted|truncated/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a gzip that is not a dump → 400', async () => {
+      const { status, body } = await post(server, form('photo.sql.gz', gzipSync(randomBytes(4096))));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/does not look like a PostgreSQL dump/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a .sql that is not a dump → 400', async () => {
+      const { status, body } = await post(server, form('notes.sql', 'DROP TABLE users;\n'));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/does not look like a PostgreSQL dump/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a gzip named .sql → 400', async () => {
+      const { status, body } = await post(server, form('packed.sql', gzipSync(DUMP)));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/must end in \.sql\.gz/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a file in another field, or no file → 400', async () => {
+      expect((await post(server, form('dump.sql.gz', gzipSync(DUMP), 'backup'))).status).toBe(400);
+      const empty = new FormData();
+      empty.append('note', 'no file here');
+      const { status, body } = await post(server, empty);
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/No file/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('anonymous → 401, non-admin → 403, cross-site → 403', async () => {
+      const anonymous = await fetch(server.url, { method: 'POST', body: form('anon.sql.gz', gzipSync(DUMP)) });
+      expect(anonymous.status).toBe(401);
+      expect((await post(server, form('user.sql.gz', gzipSync(DUMP)), { authorization: `Bearer ${server.user}` })).status).toBe(403);
+      // A session cookie works like a bearer token, but not from another site.
+      const crossSite = await fetch(server.url, {
+        method: 'POST',
+        body: form('csrf.sql.gz', gzipSync(DUMP)),
+        headers: { cookie: `immich_access_token=${server.admin}`, origin: 'https://evil.example' },
+      });
+      expect(crossSite.status).toBe(403);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('an upload aborted halfway leaves no file', async () => {
+      const url = new URL(server.url);
+      const boundary = 'lifeboat-test-boundary';
+      const head = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="aborted.sql.gz"\r\ncontent-type: application/gzip\r\n\r\n`);
+      const payload = gzipSync(DUMP + randomBytes(2_000_000).toString('hex'));
+      const request = http.request({
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${server.admin}`,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': head.length + payload.length + 100,
+        },
+      });
+      request.on('error', () => undefined);
+      request.write(head);
+      request.write(payload.subarray(0, payload.length / 2));
+      // The temporary file must exist while the body streams in, or this test proves nothing.
+      expect(await eventually(() => backupFiles(server).some((name) => name.startsWith('.upload-')))).toBe(true);
+      request.destroy();
+      expect(await eventually(() => backupFiles(server).length === before.length)).toBe(true);
+      expect(backupFiles(server)).toEqual(before);
+    });
+  });
+});
+
+describe('upload size limit (UPLOAD_MAX_SIZE_MB=1)', () => {
+  let server: Server;
+  beforeAll(async () => {
+    server = await startServer({ UPLOAD_MAX_SIZE_MB: '1' });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const bigDump = () => gzipSync(DUMP + randomBytes(1_200_000).toString('base64'), { level: 1 });
+
+  it('a file over the limit → 413 from its declared length, and no file', async () => {
+    const gz = bigDump();
+    expect(gz.length).toBeGreaterThan(1024 * 1024);
+    const { status, body } = await post(server, form('big.sql.gz', gz));
+    expect(status).toBe(413);
+    expect(body.message).toMatch(/UPLOAD_MAX_SIZE_MB/);
+    expect(backupFiles(server)).toEqual([]);
+  });
+
+  it('a chunked body over the limit → 413 once the limit is passed, and no file', async () => {
+    const gz = bigDump();
+    const boundary = 'lifeboat-chunked';
+    const url = new URL(server.url);
+    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const request = http.request(
+        { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { authorization: `Bearer ${server.admin}`, 'content-type': `multipart/form-data; boundary=${boundary}` } },
+        (response) => {
+          let body = '';
+          response.on('data', (chunk) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, body }));
+        },
+      );
+      request.on('error', reject);
+      // No Content-Length: the limit can only be found while streaming.
+      request.write(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="chunked.sql.gz"\r\n\r\n`);
+      for (let offset = 0; offset < gz.length; offset += 64 * 1024) request.write(gz.subarray(offset, offset + 64 * 1024));
+      request.end(`\r\n--${boundary}--\r\n`);
+    });
+    expect(result.status).toBe(413);
+    expect(await eventually(() => backupFiles(server).length === 0)).toBe(true);
+  });
+
+  it('a file under the limit is accepted', async () => {
+    const { status } = await post(server, form('small.sql.gz', gzipSync(DUMP)));
+    expect(status).toBe(201);
+    expect(backupFiles(server)).toEqual(['uploaded-small.sql.gz']);
+  });
+});
