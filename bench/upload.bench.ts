@@ -1,5 +1,5 @@
 // `npm run bench:upload`: streams a 1 GiB .sql.gz through the real upload route of the built
-// server (multer → disk → checks → rename) over loopback, and prints its throughput against a
+// server (multer → gzip check on the way → disk → header check → rename) over loopback, and prints its throughput against a
 // plain "request body → file" server measured in the same run, and the server's RSS growth.
 // Options (environment): UPLOAD_BENCH_MB (default 1024).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -195,7 +195,7 @@ async function main() {
     const transfer = mb(size) / (result.transferMs / 1000);
     const total = mb(size) / (result.totalMs / 1000);
     const growth = mb(peak - before.rss);
-    console.log(`Upload route (multer disk storage, then gzip check of the whole file, fsync, rename):`);
+    console.log(`Upload route (multer disk storage, the whole gzip decompressed on the way in, dump header check, fsync, rename):`);
     console.log(`  transfer: ${transfer.toFixed(0)} MB/s (${(result.transferMs / 1000).toFixed(1)} s), ratio to baseline ${(transfer / (mb(size) / (base.transferMs / 1000))).toFixed(2)}`);
     console.log(`  until the 201 answer: ${total.toFixed(0)} MB/s (${(result.totalMs / 1000).toFixed(1)} s; checks and fsync ${((result.totalMs - result.transferMs) / 1000).toFixed(1)} s)`);
     console.log(`Server RSS: ${mb(before.rss).toFixed(0)} MB before, ${mb(peak).toFixed(0)} MB at peak (VmHWM ${mb(after.hwm).toFixed(0)} MB): growth ${growth.toFixed(1)} MB (target ≤ ${RSS_TARGET_MB} MB) ${growth <= RSS_TARGET_MB ? 'OK' : 'OVER TARGET'}`);

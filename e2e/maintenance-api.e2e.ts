@@ -145,7 +145,7 @@ test('the event stream sends the status at least once a second while a step runs
   await signedInAdmin(request);
   const backup = await backUp(request);
   // pg_dump (the restore point) waits for this lock: the restore stays in its "backup" step.
-  const release = await holdTableLock(instance, 'users');
+  const release = await holdTableLock(instance, 'assets');
   try {
     expect((await request.post('/api/admin/maintenance', { data: { action: 'restore_database', restoreBackupFilename: backup } })).status()).toBe(201);
     const cookie = cookieHeader((await request.storageState()).cookies);

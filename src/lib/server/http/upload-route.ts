@@ -72,6 +72,8 @@ async function upload(req: IncomingMessage, res: ServerResponse, app: Lifeboat):
     if (error instanceof multer.MulterError) {
       return sendError(res, error.code === 'LIMIT_FILE_SIZE' ? new UploadTooLargeError(service.maxBytes) : badRequest(`${error.message}: send one file in the field "${UPLOAD_FIELD}"`));
     }
+    // A disk error (full, permissions) is ours: 500 and the server log.
+    if ((error as NodeJS.ErrnoException).syscall) throw error;
     // An aborted or malformed body: multer removed the partial file; nobody may be listening.
     return sendError(res, error instanceof ServiceError ? error : badRequest(`The upload did not complete: ${(error as Error).message}`));
   }

@@ -1,0 +1,123 @@
+// `npm run bench:restore`: the app's restore against the raw `gunzip -c file | psql` of the
+// same backup, timed in one run on a scratch instance (embedded cluster, fsync on) filled
+// with at least 1 GB of demo data. Prints:
+//   - the restore step alone (gunzip → restore filter → psql in one transaction, after the
+//     schema reset) / raw gunzip | psql into a fresh empty database   (target ≤ 1.1)
+//   - the whole restore (restore point + restore + migrations + health check) / raw  (target ≤ 1.5)
+// Options: --db-mb N (database size to fill, default 1100). Removes the instance at the end.
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Lifeboat } from '../src/lib/server/app';
+import { createRestoreFilter } from '../src/lib/server/backup/restore-filter';
+import { loadConfig } from '../src/lib/server/config';
+import { childEnv, connectionArgs } from '../src/lib/server/db/connection';
+import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
+import { fillDemoLibrary } from '../src/lib/server/demo/demo-library';
+import { RestoreRepository } from '../src/lib/server/repositories/restore.repository';
+
+const MiB = 1024 * 1024;
+const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited with ${code}: ${stderr}`))));
+  });
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const started = performance.now();
+  const result = await fn();
+  return [performance.now() - started, result];
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { 'db-mb': { type: 'string' } } });
+  const targetBytes = Number(values['db-mb'] ?? 1100) * MiB;
+  const root = mkdtempSync(join(tmpdir(), 'lifeboat-bench-restore-'));
+  chmodSync(root, 0o755);
+  const env = { ...process.env, UPLOAD_LOCATION: join(root, 'library'), DB_DATA_LOCATION: join(root, 'postgres') };
+  for (const key of ['DB_URL', 'DB_HOSTNAME'] as const) delete env[key];
+  mkdirSync(env.UPLOAD_LOCATION);
+  let app: Lifeboat | null = null;
+  const cleanup = async () => {
+    await app?.shutdown().catch(() => undefined);
+    app = null;
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+  try {
+    app = await Lifeboat.start(loadConfig(env), { fsync: true, log: () => undefined });
+    const { db } = app;
+    const serverVersion = await db.serverVersion();
+    console.log(`Scratch instance in ${root} (PostgreSQL ${serverVersion}, fsync on). Filling to ${mib(targetBytes)}…`);
+    const fill = await fillDemoLibrary(app, {
+      users: 10,
+      assets: 50_000_000,
+      files: 'none',
+      untilDatabaseBytes: targetBytes,
+      onProgress: (p) => p.phase === 'assets' && process.stdout.write(`\r  ${p.assetsDone.toLocaleString()} assets, ${mib(p.databaseBytes)}, ${secs(p.elapsedMs)}   `),
+    });
+    console.log(`\n  ${fill.totals.assets.toLocaleString()} assets, database ${mib(fill.databaseBytes)} (filled in ${secs(fill.elapsedMs)})`);
+
+    const { filename } = await app.backups.createBackup();
+    const dump = await app.restore.validate(filename);
+    console.log(`  backup ${filename}: ${mib(dump.size)}\n`);
+    await db.query('CHECKPOINT');
+    const { psql } = await clientToolsFor(serverVersion);
+
+    // 1. Baseline: the reference recipe's pipe, into a fresh empty database (no filter, no transaction).
+    const scratch = await db.connect('postgres');
+    await scratch.query('CREATE DATABASE bench_raw');
+    const rawArgs = [psql, ...connectionArgs(db.connection, 'bench_raw'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1'];
+    const raw = await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(db.connection) });
+    await scratch.query('DROP DATABASE bench_raw');
+    await scratch.end();
+    console.log(`  raw gunzip -c | psql (fresh database)          ${secs(raw)}`);
+    await db.query('CHECKPOINT');
+
+    // 2. The app's restore step alone, into the instance database (schema reset included).
+    await db.closePool();
+    const repository = new RestoreRepository();
+    const [step] = await timed(() =>
+      repository.loadDump({
+        psql,
+        connection: db.connection,
+        path: dump.path,
+        compressed: dump.compressed,
+        filter: createRestoreFilter({ connectingRole: db.connection.user, databaseName: db.connection.database }),
+      }),
+    );
+    console.log(`  app restore step (gunzip → filter → psql -1)  ${secs(step)}`);
+    await db.query('CHECKPOINT');
+
+    // 3. The whole restore, as the page or the command line runs it.
+    const [whole, status] = await timed(() => app!.restore.restore(dump, { by: 'the benchmark' }));
+    if (status.task !== 'done') throw new Error(`The restore failed: ${status.error}`);
+    const restorePoint = statSync(join(app.backups.backupsFolder, status.restorePoint!)).size;
+    console.log(`  app whole restore                              ${secs(whole)} (restore point ${mib(restorePoint)})`);
+
+    const row = (name: string, ratio: number, target: number) =>
+      console.log(`${name.padEnd(48)}${`${ratio.toFixed(2)}x`.padStart(8)}  target ≤ ${target.toFixed(2)}x ${ratio <= target ? 'OK' : 'MISSED'}`);
+    console.log(`\nDatabase ${mib(fill.databaseBytes)}, backup ${mib(dump.size)}:`);
+    row('restore step / raw gunzip | psql', step / raw, 1.1);
+    row('whole restore / raw gunzip | psql', whole / raw, 1.5);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
