@@ -97,6 +97,22 @@ describe('restore', () => {
     expect(await snapshot(app.db)).toEqual(current);
   });
 
+  it('rolls back to the restore point when a hand-edited dump committed half way before failing', async () => {
+    const { app, backup } = await seeded();
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {
+      const copy = sql.indexOf('COPY public.assets');
+      return beforeEnd(`${sql.slice(0, copy)}COMMIT;\n${sql.slice(copy)}`, 'INSERT INTO public.no_such_table VALUES (1);');
+    });
+
+    const status = await restore(app, 'uploaded-commits.sql.gz');
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/no_such_table.*Rolled back to restore-point-.*: OK$/s);
+    expect(await snapshot(app.db)).toEqual(current);
+  });
+
   it('rolls back a backup without an admin, saying why', async () => {
     const { app } = await seeded();
     await app.db.query('UPDATE users SET is_admin = false');

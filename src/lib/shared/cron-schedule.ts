@@ -10,9 +10,9 @@ export const DEFAULT_SYSTEM_CONFIG: SystemConfig = { backup: { database: DEFAULT
 /** 5 fields (minute precision) or 6 (with seconds first), as croner reads them. */
 const MODE = '5-or-6-parts' as const;
 
-/** Paused: parsing only, never a timer. */
-function parse(expression: string): Cron {
-  return new Cron(expression.trim(), { paused: true, mode: MODE });
+/** Paused: parsing only, never a timer. Without a time zone, the local one (the server's, on the server). */
+function parse(expression: string, timezone?: string): Cron {
+  return new Cron(expression.trim(), { paused: true, mode: MODE, timezone });
 }
 
 /** Why an expression cannot be used, or null when it can. */
@@ -28,10 +28,13 @@ export function cronError(expression: unknown): string | null {
   }
 }
 
-/** The next `count` run times after `from`, or [] for an invalid expression. */
-export function nextRuns(expression: string, count: number, from: Date = new Date()): Date[] {
+/**
+ * The next `count` run times after `from`, or [] for an invalid expression. `timezone` is the
+ * zone the schedule runs in (the server's): the browser passes it to preview the real times.
+ */
+export function nextRuns(expression: string, count: number, from: Date = new Date(), timezone?: string): Date[] {
   try {
-    return parse(expression).nextRuns(count, from);
+    return parse(expression, timezone).nextRuns(count, from);
   } catch {
     return [];
   }

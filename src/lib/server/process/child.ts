@@ -46,7 +46,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
   const onAbort = () => kill(`${name} was cancelled`);
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) onAbort();
-  const timer = timeoutMs ? setTimeout(() => kill(`${name} ran longer than ${Math.round(timeoutMs / 60000)} minutes and was stopped as hung`), timeoutMs) : null;
+  const timer = timeoutMs ? setTimeout(() => kill(`${name} ran longer than ${formatDuration(timeoutMs)} and was stopped as hung`), timeoutMs) : null;
   timer?.unref();
   const onExit = () => kill('the server is shutting down');
   process.once('exit', onExit);
@@ -64,4 +64,8 @@ export function startChild(command: string, args: string[], options: SpawnOption
     });
   });
   return { child, done, kill };
+}
+
+function formatDuration(ms: number): string {
+  return ms >= 120_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
 }

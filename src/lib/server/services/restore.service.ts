@@ -205,7 +205,7 @@ export class RestoreService {
 
   /**
    * A failure after the restore began. When the restore's own transaction failed the
-   * database is unchanged: that is checked (same migrations and row counts as before),
+   * database is unchanged: that is checked (the same public schema and tables, by OID, as before),
    * and the restore point is only restored when the check fails. After the dump committed
    * (migrations or health check failed), the restore point is restored. Either way the
    * server stays in maintenance mode with the error, so the admin sees what happened.
@@ -224,19 +224,20 @@ export class RestoreService {
       await host.maintenance.setStatus({ task: 'error', error: message, finishedAt: new Date().toISOString() });
     };
 
+    const unchanged = async () =>
+      !context.committed && context.before !== null && (await this.repository.fingerprint(host.db).catch(() => null)) === context.before;
+
     if (signal.aborted) {
-      const state = context.committed
-        ? `the backup was restored but not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`
-        : `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`;
+      // No rollback while the server stops: the admin decides after the restart.
+      const state = (await unchanged())
+        ? `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`
+        : `the database may hold the backup, not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`;
       return fail(`Restore interrupted because ${SHUTDOWN}: ${state}.`);
     }
     await log.info(original);
 
-    if (!context.committed && context.before) {
-      const after = await this.repository.fingerprint(host.db).catch(() => null);
-      if (after === context.before) {
-        return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
-      }
+    if (await unchanged()) {
+      return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
     }
 
     try {

@@ -1,3 +1,4 @@
 import { instance } from '$lib/server/instance';
 
-export const load = async () => ({ config: await instance().systemConfig.get() });
+// The scheduler reads cron expressions in the server's time zone; the page previews in it.
+export const load = async () => ({ config: await instance().systemConfig.get(), serverTimeZone: Intl.DateTimeFormat().resolvedOptions().timeZone });
