@@ -2,13 +2,17 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import type pg from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
 import type { Lifeboat } from '../src/lib/server/app';
-import type { Database } from '../src/lib/server/db/database';
 import type { MaintenanceStatus } from '../src/lib/shared/types';
 
+/** The app's Database or a plain pg client. */
+interface Queryable {
+  query<R extends QueryResultRow = any>(text: string, params?: any[]): Promise<QueryResult<R>>;
+}
+
 /** Users, one admin among them, and `assets` assets with long paths (so a dump is well past its 64 KiB head). */
-export async function seed(db: Database | pg.ClientBase, options: { assets?: number; admin?: boolean; tag?: string } = {}): Promise<void> {
+export async function seed(db: Queryable, options: { assets?: number; admin?: boolean; tag?: string } = {}): Promise<void> {
   const tag = options.tag ?? 'seed';
   await db.query(
     `INSERT INTO users (email, name, password, is_admin, storage_label) VALUES
@@ -26,14 +30,14 @@ export async function seed(db: Database | pg.ClientBase, options: { assets?: num
 }
 
 /** What the tests compare: who exists and exactly which assets. */
-export async function snapshot(db: Database | pg.ClientBase): Promise<{ users: string[]; assets: number; digest: string }> {
+export async function snapshot(db: Queryable): Promise<{ users: string[]; assets: number; digest: string }> {
   const users = await db.query<{ email: string }>('SELECT email FROM users ORDER BY email');
   const assets = await db.query<{ count: string; digest: string }>("SELECT count(*) AS count, md5(coalesce(string_agg(original_path, ',' ORDER BY original_path), '')) AS digest FROM assets");
   return { users: users.rows.map((row) => row.email), assets: Number(assets.rows[0].count), digest: assets.rows[0].digest };
 }
 
 /** Changes that a restore must undo. */
-export async function changeData(db: Database | pg.ClientBase): Promise<void> {
+export async function changeData(db: Queryable): Promise<void> {
   await db.query("INSERT INTO users (email, name) VALUES ('intruder@example.com', 'Added after the backup')");
   await db.query('DELETE FROM assets WHERE ctid IN (SELECT ctid FROM assets ORDER BY original_path LIMIT 7)');
 }

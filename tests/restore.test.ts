@@ -8,7 +8,7 @@ import { migrate, schemaState } from '../src/lib/server/db/migrator';
 import { ServiceError } from '../src/lib/server/services/errors';
 import { ANONYMOUS_ERROR } from '../src/lib/server/services/maintenance.service';
 import { APP_VERSION } from '../src/lib/server/version';
-import { connectionFor, createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
+import { createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
 import { beforeEnd, changeData, editDump, finished, pgTool, seed, snapshot } from './restore-helpers';
 
 const instances: TestInstance[] = [];
@@ -132,7 +132,7 @@ describe('restore', () => {
   });
 
   it('migrates a backup made by an older version', async () => {
-    const { app, instance } = await seeded();
+    const { app } = await seeded();
     const old = await createDatabase('old');
     try {
       await withClient(old, async (client) => {
@@ -143,7 +143,6 @@ describe('restore', () => {
       const { host, port, user } = testCluster();
       const sql = execFileSync(pgTool('pg_dump'), ['--clean', '--if-exists', '-h', host, '-p', String(port), '-U', user, old]);
       writeFileSync(join(app.backups.backupsFolder, name), gzipSync(sql));
-      expect(readFileSync(join(app.backups.backupsFolder, name)).length).toBeGreaterThan(0);
 
       const status = await restore(app, name);
 
@@ -155,9 +154,7 @@ describe('restore', () => {
       expect((await snapshot(app.db)).users).toContain('admin-old@example.com');
       await app.db.query('SELECT count(*) FROM albums');
     } finally {
-      await app.db.closePool();
       await dropDatabase(old);
-      void instance;
     }
   });
 
@@ -250,4 +247,3 @@ describe('restore', () => {
   });
 });
 
-void connectionFor;

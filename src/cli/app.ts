@@ -1,6 +1,7 @@
 import { Lifeboat } from '../lib/server/app';
 import { loadConfig } from '../lib/server/config';
-import { ServiceError } from '../lib/server/services/errors';
+
+export { formatBytes } from '../lib/server/restore/restore-point';
 
 /** Exit codes: 0 success, 1 the operation failed, 2 the command line was wrong. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -33,21 +34,7 @@ export async function withApp<T>(fn: (app: Lifeboat) => Promise<T>, options: { s
   }
 }
 
-/** One line for an expected failure (409 lock, 400 bad file...), the stack only for the unexpected. */
+/** One line: the messages of expected failures (409 lock, 400 bad file...) say what to do. */
 export function describeError(error: unknown): string {
-  if (error instanceof ServiceError || error instanceof UsageError) return error.message;
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
+  return error instanceof Error ? error.message : String(error);
 }
