@@ -38,6 +38,17 @@ async function restoreWithPsql(file: string, database: string): Promise<void> {
 }
 
 describe('createBackup (real pg_dump)', () => {
+  it('never reuses the name of an existing backup, even within the same second', async () => {
+    const [first, second, third] = [
+      await instance.app.backups.createBackup({ kind: 'restore-point' }),
+      await instance.app.backups.createBackup({ kind: 'restore-point' }),
+      await instance.app.backups.createBackup({ kind: 'restore-point' }),
+    ];
+    expect(new Set([first.filename, second.filename, third.filename]).size).toBe(3);
+    for (const { filename } of [first, second, third]) await run('gzip', ['-t', join(instance.app.backups.backupsFolder, filename)]);
+    await instance.app.backups.deleteBackups([first.filename, second.filename, third.filename]);
+  });
+
   it('writes a complete, named, ordinary gzip file that plain psql restores with identical row counts', async () => {
     const before = new Date();
     const progress: number[] = [];

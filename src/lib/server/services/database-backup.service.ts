@@ -44,8 +44,7 @@ export class DatabaseBackupService {
   async createBackup(options: CreateBackupOptions = {}): Promise<{ filename: string; filesize: number }> {
     const serverVersion = await this.db.serverVersion();
     const { pgDump } = await clientToolsFor(serverVersion, this.config.pgBinDir);
-    const now = new Date();
-    const filename = options.kind === 'restore-point' ? restorePointName(now, APP_VERSION, serverVersion) : routineBackupName(now, APP_VERSION, serverVersion);
+    const filename = await this.freeName(options.kind ?? 'routine', serverVersion);
     const path = join(this.backupsFolder, filename);
     const tmp = `${path}.tmp`;
     try {
@@ -67,6 +66,18 @@ export class DatabaseBackupService {
     }
     const { size } = await this.storage.stat(path);
     return { filename, filesize: size };
+  }
+
+  /**
+   * Names have one-second resolution: never reuse an existing one (a restore point made in the
+   * same second as the backup being restored would replace it). Callers hold the lock, so no race.
+   */
+  private async freeName(kind: 'routine' | 'restore-point', serverVersion: string): Promise<string> {
+    for (let offset = 0; ; offset++) {
+      const at = new Date(Date.now() + offset * 1000);
+      const name = kind === 'restore-point' ? restorePointName(at, APP_VERSION, serverVersion) : routineBackupName(at, APP_VERSION, serverVersion);
+      if (!(await this.storage.exists(join(this.backupsFolder, name)))) return name;
+    }
   }
 
   async listBackups(): Promise<BackupFile[]> {
