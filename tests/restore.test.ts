@@ -51,12 +51,18 @@ describe('restore', () => {
     expect(status.error).toBeNull();
     expect(status).toMatchObject({ active: false, task: 'done', progress: 1, backup });
     expect(await snapshot(app.db)).toEqual(before);
-    expect(status.restorePoint).toMatch(/^restore-point-immich-db-backup-\d{8}T\d{6}-v1\.1\.0-pg[\d.]+\.sql\.gz$/);
-    expect(readdirSync(app.backups.backupsFolder)).toContain(status.restorePoint);
+    // The restore point is written plain (less downtime), then compressed once the app is back.
+    expect(status.restorePoint).toMatch(/^restore-point-immich-db-backup-\d{8}T\d{6}-v1\.1\.0-pg[\d.]+\.sql$/);
+    await app.restore.idle();
+    const point = app.maintenance.status.restorePoint!;
+    expect(point).toBe(`${status.restorePoint}.gz`);
+    expect(readdirSync(app.backups.backupsFolder)).toContain(point);
+    expect(readdirSync(app.backups.backupsFolder)).not.toContain(status.restorePoint);
+    execFileSync('gzip', ['-t', join(app.backups.backupsFolder, point)]);
     const log = status.log.join('\n');
     for (const step of ['Creating a restore point', 'Restoring', 'Running database migrations', 'Health check passed', 'complete']) expect(log).toContain(step);
     // The restore point holds the changed data: restoring it brings the change back (and restoring twice works).
-    const again = await restore(app, status.restorePoint!);
+    const again = await restore(app, point);
     expect(again.task).toBe('done');
     expect((await snapshot(app.db)).users).toContain('intruder@example.com');
   });

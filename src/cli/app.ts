@@ -1,7 +1,7 @@
 import { Lifeboat } from '../lib/server/app';
 import { loadConfig } from '../lib/server/config';
 
-export { formatBytes } from '../lib/server/restore/restore-point';
+export { formatBytes } from '../lib/shared/format';
 
 /** Exit codes: 0 success, 1 the operation failed, 2 the command line was wrong. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;

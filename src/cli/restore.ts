@@ -118,7 +118,9 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     const stop = follow(app);
     const final = await app.restore.restore(dump, { by: 'the command line' }).finally(stop);
     if (final.task === 'done') {
-      console.log('Restore complete.');
+      console.log('Restore complete. Compressing the restore point…');
+      await app.restore.idle();
+      console.log(`Restore point: ${app.maintenance.status.restorePoint}`);
       return EXIT.ok;
     }
     console.error(`\n${final.error ?? 'Restore failed'}`);

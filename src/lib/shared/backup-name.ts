@@ -36,11 +36,13 @@ export function routineBackupName(date: Date, appVersion: string, postgresVersio
   return `immich-db-backup-${formatBackupTimestamp(date)}-v${appVersion}-pg${postgresVersion}.sql.gz`;
 }
 
-export function restorePointName(date: Date, appVersion: string, postgresVersion: string): string {
-  return RESTORE_POINT_PREFIX + routineBackupName(date, appVersion, postgresVersion);
+/** `compressed: false` gives the plain `.sql` name a restore point has until it is compressed. */
+export function restorePointName(date: Date, appVersion: string, postgresVersion: string, compressed = true): string {
+  const name = RESTORE_POINT_PREFIX + routineBackupName(date, appVersion, postgresVersion);
+  return compressed ? name : name.replace(/\.gz$/, '');
 }
 
-const ROUTINE = /^immich-db-backup-(\d{8}T\d{6})-v([\w.]+?)-pg([\d.]+)\.sql\.gz$/;
+const ROUTINE = /^immich-db-backup-(\d{8}T\d{6})-v([\w.]+?)-pg([\d.]+)\.sql(?:\.gz)?$/;
 const LEGACY = /^immich-db-backup-(\d{10,14})\.sql\.gz$/;
 
 function parseTimestamp(text: string): Date | null {

@@ -1,4 +1,5 @@
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { bytesCounter, createParallelGzip, type ParallelGzipOptions } from '../backup/parallel-gzip';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
@@ -14,6 +15,8 @@ export interface DumpToFileOptions {
   /** Compressed bytes written so far. */
   onBytes?: (bytes: number) => void;
   gzip?: ParallelGzipOptions;
+  /** false writes plain SQL: no compression CPU, for the restore point on the restore's critical path. */
+  compress?: boolean;
 }
 
 export interface DumpResult {
@@ -42,7 +45,7 @@ export class DumpRepository {
     const written = pipeline(
       dump.child.stdout!,
       bytesCounter((total) => (dumpBytes = total)),
-      createParallelGzip(options.gzip),
+      options.compress === false ? new PassThrough() : createParallelGzip(options.gzip),
       bytesCounter((total) => {
         fileBytes = total;
         options.onBytes?.(total);
@@ -61,5 +64,10 @@ export class DumpRepository {
     // pg_dump always writes a header; exit 0 with nothing on stdout would be a 20-byte "backup".
     if (dumpBytes === 0) throw new Error('pg_dump exited successfully but wrote nothing');
     return { dumpBytes, fileBytes };
+  }
+
+  /** Compresses a plain dump into `target` (created exclusively) with the same parallel gzip as backups. */
+  async compressFile(source: string, target: string, signal?: AbortSignal): Promise<void> {
+    await pipeline(createReadStream(source, { highWaterMark: 1024 * 1024 }), createParallelGzip(), createWriteStream(target, { flags: 'wx' }), { signal });
   }
 }

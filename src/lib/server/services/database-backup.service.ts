@@ -12,6 +12,8 @@ import { selectForRetention } from './retention';
 
 export interface CreateBackupOptions {
   kind?: 'routine' | 'restore-point';
+  /** Restore points are written plain (.sql) and compressed after the restore: see RestoreService. */
+  compress?: boolean;
   signal?: AbortSignal;
   onBytes?: (bytes: number) => void;
 }
@@ -44,7 +46,8 @@ export class DatabaseBackupService {
   async createBackup(options: CreateBackupOptions = {}): Promise<{ filename: string; filesize: number }> {
     const serverVersion = await this.db.serverVersion();
     const { pgDump } = await clientToolsFor(serverVersion, this.config.pgBinDir);
-    const filename = await this.freeName(options.kind ?? 'routine', serverVersion);
+    const compress = options.compress !== false || options.kind !== 'restore-point';
+    const filename = await this.freeName(options.kind ?? 'routine', serverVersion, compress);
     const path = join(this.backupsFolder, filename);
     const tmp = `${path}.tmp`;
     try {
@@ -56,6 +59,7 @@ export class DatabaseBackupService {
         signal: options.signal,
         timeoutMs: this.config.childTimeoutMs,
         onBytes: options.onBytes,
+        compress,
       });
       await this.storage.fsync(tmp);
       await this.storage.rename(tmp, path);
@@ -72,12 +76,36 @@ export class DatabaseBackupService {
    * Names have one-second resolution: never reuse an existing one (a restore point made in the
    * same second as the backup being restored would replace it). Callers hold the lock, so no race.
    */
-  private async freeName(kind: 'routine' | 'restore-point', serverVersion: string): Promise<string> {
+  private async freeName(kind: 'routine' | 'restore-point', serverVersion: string, compressed: boolean): Promise<string> {
     for (let offset = 0; ; offset++) {
       const at = new Date(Date.now() + offset * 1000);
-      const name = kind === 'restore-point' ? restorePointName(at, APP_VERSION, serverVersion) : routineBackupName(at, APP_VERSION, serverVersion);
-      if (!(await this.storage.exists(join(this.backupsFolder, name)))) return name;
+      const name = kind === 'restore-point' ? restorePointName(at, APP_VERSION, serverVersion, compressed) : routineBackupName(at, APP_VERSION, serverVersion);
+      // The plain and the compressed form of a name are the same backup: neither may exist.
+      const plain = join(this.backupsFolder, name.replace(/\.gz$/, ''));
+      if (!(await this.storage.exists(plain)) && !(await this.storage.exists(`${plain}.gz`))) return name;
     }
+  }
+
+  /**
+   * Turns a plain `.sql` backup into `.sql.gz` (same name + .gz): complete and fsynced before
+   * the plain file is removed, so one of the two always exists. Returns the new name.
+   */
+  async compressBackup(filename: string, signal?: AbortSignal): Promise<string> {
+    const path = await this.backupPath(filename);
+    if (filename.endsWith('.gz')) return filename;
+    const target = `${path}.gz`;
+    const tmp = `${target}.tmp`;
+    try {
+      await this.dumps.compressFile(path, tmp, signal);
+      await this.storage.fsync(tmp);
+      await this.storage.rename(tmp, target);
+      await this.storage.fsyncDir(this.backupsFolder);
+    } catch (error) {
+      await this.storage.removeIfExists(tmp).catch(() => undefined);
+      throw explain(error, this.backupsFolder);
+    }
+    await this.storage.removeIfExists(path);
+    return `${filename}.gz`;
   }
 
   async listBackups(): Promise<BackupFile[]> {

@@ -43,6 +43,8 @@ const SHUTDOWN = 'the server is shutting down';
  */
 export class RestoreService {
   private current: Run | null = null;
+  private background: Promise<void> | null = null;
+  private stopBackground: (() => void) | null = null;
 
   constructor(
     private readonly host: RestoreHost,
@@ -92,6 +94,8 @@ export class RestoreService {
 
   /** On shutdown: kill psql (its transaction rolls back) and record the interruption. */
   async abort(): Promise<void> {
+    this.stopBackground?.();
+    await this.background;
     const run = this.current;
     if (!run) return;
     run.controller.abort(new Error(SHUTDOWN));
@@ -137,31 +141,59 @@ export class RestoreService {
         // run() reports its own failures; this is the last resort for a failure while reporting.
         this.host.log(`Restore failed unexpectedly: ${(error as Error).stack ?? error}`);
         await this.host.maintenance.setStatus({ task: 'error', error: `Restore failed: ${(error as Error).message}` }).catch(() => undefined);
+        return null;
       })
-      .then(() => this.host.maintenance.status)
       .finally(() => {
         release();
         this.current = null;
+      })
+      .then((restorePoint) => {
+        if (restorePoint) this.background = this.compressRestorePoint(restorePoint);
+        return this.host.maintenance.status;
       });
     this.current = { controller, done };
     return this.current;
+  }
+
+  /** Resolves once work that follows a restore (compressing its restore point) is over. */
+  async idle(): Promise<void> {
+    await this.background;
+  }
+
+  /**
+   * The restore point is written plain, so that making it costs the least downtime; once the
+   * restore succeeded and the app is back, it is compressed like any backup (under the lock,
+   * skipped if a backup runs: then it simply stays plain). On shutdown it is abandoned safely.
+   */
+  private async compressRestorePoint(name: string): Promise<void> {
+    const controller = new AbortController();
+    this.stopBackground = () => controller.abort();
+    try {
+      const compressed = await this.host.lock.run('backup', () => this.host.backups.compressBackup(name, controller.signal));
+      if (this.host.maintenance.status.restorePoint === name) await this.host.maintenance.setStatus({ restorePoint: compressed });
+      this.host.log(`Restore point compressed: ${compressed}`);
+    } catch (error) {
+      this.host.log(`The restore point ${name} stays uncompressed: ${(error as Error).message}`);
+    } finally {
+      this.stopBackground = null;
+    }
   }
 
   /**
    * The dump is held open from the start: the restore point, or an upload, may be renamed
    * over its name meanwhile (backup names have one-second resolution).
    */
-  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<void> {
+  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<string | null> {
     const file = await this.repository.openDump(dump.path);
     try {
-      await this.run(dump, wasActive, signal, file);
+      return await this.run(dump, wasActive, signal, file);
     } finally {
       await file.close();
     }
   }
 
-  /** The restore itself, one step after another (validation and the lock came before). */
-  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<void> {
+  /** The restore itself, one step after another (validation and the lock came before). Returns the restore point on success. */
+  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<string | null> {
     const { host, repository } = this;
     const log = new RestoreLog(host.maintenance, (line) => host.log(line));
     const steps = { config: host.config, db: host.db, repository };
@@ -171,7 +203,8 @@ export class RestoreService {
       restorePoint = await createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
       await host.maintenance.setStatus({ restorePoint });
     } catch (error) {
-      return this.stopUnchanged(log, error, wasActive, signal);
+      await this.stopUnchanged(log, error, wasActive, signal);
+      return null;
     }
 
     const before = await repository.fingerprint(host.db).catch(() => null);
@@ -185,12 +218,14 @@ export class RestoreService {
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
     } catch (error) {
-      return this.recover(log, error, { dump, restorePoint, committed, before, signal });
+      await this.recover(log, error, { dump, restorePoint, committed, before, signal });
+      return null;
     }
 
     host.forgetOnboarding();
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
+    return restorePoint;
   }
 
   /** The restore point failed: nothing was changed. Maintenance mode goes back to how it was. */
