@@ -13,7 +13,8 @@ function newest(path) {
   return max;
 }
 
-const built = join(root, 'build', 'handler.js');
+const id = process.env.LIFEBOAT_BUILD_ID;
+const built = join(root, id ? `build-${id}` : 'build', 'handler.js');
 const sources = ['src', 'static', 'package.json', 'svelte.config.js', 'vite.config.ts'].map((p) => join(root, p)).filter(existsSync);
 const stale = !existsSync(built) || Math.max(...sources.map(newest)) > statSync(built).mtimeMs;
 if (stale) {

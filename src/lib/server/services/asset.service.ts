@@ -16,6 +16,15 @@ export class AssetService {
     return rel.startsWith('..') || isAbsolute(rel) ? null : full;
   }
 
+  /** One page of the owner's timeline, newest first, with the total count. */
+  async timeline(ownerId: string, page: number, pageSize: number) {
+    const [count, rows] = await Promise.all([this.assets.countByOwner(ownerId), this.assets.listByOwner(ownerId, pageSize, page * pageSize)]);
+    return {
+      count,
+      assets: rows.map((a) => ({ id: a.id, type: a.type, name: a.original_file_name, createdAt: a.file_created_at.toISOString(), hasThumbnail: !!a.thumbnail_path })),
+    };
+  }
+
   async thumbnailFile(id: string, ownerId: string) {
     if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
     const asset = await this.assets.getForOwner(id, ownerId);

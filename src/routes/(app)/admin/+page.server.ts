@@ -1,3 +1,7 @@
 import { instance } from '$lib/server/instance';
 
-export const load = async () => ({ backupHealth: await instance().jobs.backupHealth() });
+// parent() first: the admin check of the layout must pass before any data is read.
+export const load = async ({ parent }) => {
+  await parent();
+  return { backupHealth: await instance().jobs.backupHealth() };
+};

@@ -1,3 +1,7 @@
 import { instance } from '$lib/server/instance';
 
-export const load = async () => ({ queues: await instance().jobs.getStatuses() });
+// parent() first: the admin check of the layout must pass before any data is read.
+export const load = async ({ parent }) => {
+  await parent();
+  return { queues: await instance().jobs.getStatuses() };
+};

@@ -1,4 +1,7 @@
 import { instance } from '$lib/server/instance';
 import { APP_VERSION } from '$lib/server/version';
 
-export const load = () => ({ appVersion: APP_VERSION, uploadMaxBytes: instance().config.uploadMaxBytes });
+export const load = async ({ parent }) => {
+  await parent();
+  return { appVersion: APP_VERSION, uploadMaxBytes: instance().config.uploadMaxBytes };
+};

@@ -1,3 +1,7 @@
 import { instance } from '$lib/server/instance';
 
-export const load = async () => ({ users: await instance().userService.list() });
+// parent() first: the admin check of the layout must pass before any data is read.
+export const load = async ({ parent }) => {
+  await parent();
+  return { users: await instance().userService.list() };
+};
