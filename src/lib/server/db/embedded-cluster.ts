@@ -90,6 +90,10 @@ export class EmbeddedCluster {
       return;
     }
     const settings = [`-p ${this.port}`, `-k ${this.socketDir}`, "-c listen_addresses=''", '-c unix_socket_permissions=0700'];
+    // Nothing replicates from the embedded cluster (backups are dumps), so WAL needs only crash
+    // safety. With wal_level=minimal, a restore's COPY into tables it created in its own single
+    // transaction skips WAL entirely: the data is written once, then synced at commit.
+    settings.push('-c wal_level=minimal', '-c max_wal_senders=0');
     if (this.options.fsync === false) settings.push('-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off');
     await run(join(dir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '120', '-l', this.logFile, '-o', settings.join(' '), 'start'], this.runAs).catch((error) => {
       throw new Error(`${error.message}\nSee the PostgreSQL log: ${this.logFile}`);
