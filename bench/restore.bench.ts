@@ -80,10 +80,20 @@ async function main(): Promise<void> {
 
     const repository = new RestoreRepository();
     const scratch = await db.connect('postgres');
+    // Each measurement starts from a quiet server: no autovacuum (analyzing what the previous
+    // load wrote) running alongside it, and dirty pages written out.
+    const settle = async () => {
+      for (let i = 0; i < 120; i++) {
+        const { rows } = await scratch.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`);
+        if (rows[0].n === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      await scratch.query('CHECKPOINT');
+    };
     const freshDatabase = async (name: string) => {
       await scratch.query(`DROP DATABASE IF EXISTS ${name}`);
       await scratch.query(`CREATE DATABASE ${name}`);
-      await scratch.query('CHECKPOINT');
+      await settle();
     };
     const appStep = (database: string) =>
       timed(() =>
@@ -106,14 +116,14 @@ async function main(): Promise<void> {
       await freshDatabase('bench_step');
       results.fresh.push(await appStep('bench_step'));
       await db.closePool();
-      await scratch.query('CHECKPOINT');
+      await settle();
       results.instance.push(await appStep(db.connection.database));
       console.log(
         `  round ${round}: raw gunzip -c | psql ${secs(results.raw.at(-1)!)}, app restore step into a fresh database ${secs(results.fresh.at(-1)!)}, into the instance database ${secs(results.instance.at(-1)!)}`,
       );
     }
     for (const name of ['bench_raw', 'bench_step']) await scratch.query(`DROP DATABASE IF EXISTS ${name}`);
-    await scratch.query('CHECKPOINT');
+    await settle();
     await scratch.end();
     const best = (values: number[]) => Math.min(...values);
     const [raw, fresh, step] = [best(results.raw), best(results.fresh), best(results.instance)];
