@@ -5,19 +5,15 @@
 // Targets: app ≤ 0.5× the reference's time, file ≤ 1.2× its size, peak RSS < 150 MB.
 // Options: --db-mb N (database size to fill, default 1100), --rounds N (default 2).
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lifeboat } from '../src/lib/server/app';
 import { loadConfig } from '../src/lib/server/config';
+import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
 import { connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
-import { fillDemoLibrary } from '../src/lib/server/demo/demo-library';
 
-const MiB = 1024 * 1024;
-const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
-const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 function run(command: string, args: string[], options: { stdout?: number | 'ignore'; env?: NodeJS.ProcessEnv } = {}): Promise<{ ms: number; stdout: string }> {
   const started = performance.now();
@@ -51,31 +47,10 @@ async function main(): Promise<void> {
   const targetBytes = Number(values['db-mb'] ?? 1100) * MiB;
   const rounds = Number(values.rounds ?? 2);
 
-  const root = mkdtempSync(join(tmpdir(), 'lifeboat-bench-backup-'));
-  chmodSync(root, 0o755);
-  const env = { ...process.env, UPLOAD_LOCATION: join(root, 'library'), DB_DATA_LOCATION: join(root, 'postgres') };
-  for (const key of ['DB_URL', 'DB_HOSTNAME'] as const) delete env[key];
-  mkdirSync(env.UPLOAD_LOCATION);
-  let app: Lifeboat | null = null;
-  const cleanup = async () => {
-    await app?.shutdown().catch(() => undefined);
-    app = null;
-    rmSync(root, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  const instance = await startScratchInstance('backup', targetBytes);
+  const { root, env, app, serverVersion, fill, cleanup } = instance;
 
   try {
-    app = await Lifeboat.start(loadConfig(env), { fsync: true, log: () => undefined });
-    const serverVersion = await app.db.serverVersion();
-    console.log(`Scratch instance in ${root} (PostgreSQL ${serverVersion}, fsync on). Filling to ${mib(targetBytes)}…`);
-    const fill = await fillDemoLibrary(app, {
-      users: 10,
-      assets: 50_000_000,
-      files: 'none',
-      untilDatabaseBytes: targetBytes,
-      onProgress: (p) => p.phase === 'assets' && process.stdout.write(`\r  ${p.assetsDone.toLocaleString()} assets, ${mib(p.databaseBytes)}, ${secs(p.elapsedMs)}   `),
-    });
-    console.log(`\n  ${fill.totals.assets.toLocaleString()} assets, ${fill.totals.albumAssets.toLocaleString()} album entries, database ${mib(fill.databaseBytes)} (filled in ${secs(fill.elapsedMs)})`);
     await app.db.query('CHECKPOINT');
 
     const { pgDump } = await clientToolsFor(serverVersion);

@@ -7,21 +7,15 @@
 // Options: --db-mb N (database size to fill, default 1100), --rounds N (default 2; best of).
 // Removes the instance at the end.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Lifeboat } from '../src/lib/server/app';
 import { createRestoreFilter } from '../src/lib/server/backup/restore-filter';
-import { loadConfig } from '../src/lib/server/config';
+import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
 import { childEnv, connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
-import { fillDemoLibrary } from '../src/lib/server/demo/demo-library';
 import { RestoreRepository } from '../src/lib/server/repositories/restore.repository';
 
-const MiB = 1024 * 1024;
-const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
-const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -45,32 +39,11 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { 'db-mb': { type: 'string' }, rounds: { type: 'string' } } });
   const targetBytes = Number(values['db-mb'] ?? 1100) * MiB;
   const rounds = Number(values.rounds ?? 2);
-  const root = mkdtempSync(join(tmpdir(), 'lifeboat-bench-restore-'));
-  chmodSync(root, 0o755);
-  const env = { ...process.env, UPLOAD_LOCATION: join(root, 'library'), DB_DATA_LOCATION: join(root, 'postgres') };
-  for (const key of ['DB_URL', 'DB_HOSTNAME'] as const) delete env[key];
-  mkdirSync(env.UPLOAD_LOCATION);
-  let app: Lifeboat | null = null;
-  const cleanup = async () => {
-    await app?.shutdown().catch(() => undefined);
-    app = null;
-    rmSync(root, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  const instance = await startScratchInstance('restore', targetBytes);
+  const { app, serverVersion, fill, cleanup } = instance;
 
   try {
-    app = await Lifeboat.start(loadConfig(env), { fsync: true, log: () => undefined });
     const { db } = app;
-    const serverVersion = await db.serverVersion();
-    console.log(`Scratch instance in ${root} (PostgreSQL ${serverVersion}, fsync on). Filling to ${mib(targetBytes)}…`);
-    const fill = await fillDemoLibrary(app, {
-      users: 10,
-      assets: 50_000_000,
-      files: 'none',
-      untilDatabaseBytes: targetBytes,
-      onProgress: (p) => p.phase === 'assets' && process.stdout.write(`\r  ${p.assetsDone.toLocaleString()} assets, ${mib(p.databaseBytes)}, ${secs(p.elapsedMs)}   `),
-    });
-    console.log(`\n  ${fill.totals.assets.toLocaleString()} assets, database ${mib(fill.databaseBytes)} (filled in ${secs(fill.elapsedMs)})`);
 
     const { filename } = await app.backups.createBackup();
     const dump = await app.restore.validate(filename);
@@ -129,12 +102,12 @@ async function main(): Promise<void> {
     const [raw, fresh, step] = [best(results.raw), best(results.fresh), best(results.instance)];
 
     // 3. The whole restore, as the page or the command line runs it.
-    const [whole, status] = await timed(() => app!.restore.restore(dump, { by: 'the benchmark' }));
+    const [whole, status] = await timed(() => app.restore.restore(dump, { by: 'the benchmark' }));
     if (status.task !== 'done') throw new Error(`The restore failed: ${status.error}`);
     const restorePoint = statSync(join(app.backups.backupsFolder, status.restorePoint!)).size;
     console.log(`  whole restore (plain restore point ${mib(restorePoint)} + restore + migrations + health, until maintenance ends): ${secs(whole)}`);
     // Not downtime: the app is back while the restore point is compressed in the background.
-    const [compress] = await timed(() => app!.restore.idle());
+    const [compress] = await timed(() => app.restore.idle());
     const compressed = app.maintenance.status.restorePoint!;
     console.log(`  then, in the background: restore point compressed to ${mib(statSync(join(app.backups.backupsFolder, compressed)).size)} in ${secs(compress)}`);
 
