@@ -9,6 +9,7 @@ import { badRequest, ServiceError } from './errors';
 import type { MaintenanceService } from './maintenance.service';
 import type { OperationLock } from './operation-lock';
 import type { SystemConfigService } from './system-config.service';
+import { isAlive } from '../process/pid';
 
 export const BACKUP_DATABASE = 'backup-database';
 const QUEUES = [{ name: BACKUP_DATABASE, title: 'Backup Database' }] as const;
@@ -54,15 +55,6 @@ export interface JobServiceDeps {
 const PROGRESS_INTERVAL_MS = 250;
 
 const emptyHistory = (): QueueHistory => ({ completed: 0, failed: 0, lastRun: null, lastSuccessAt: null, running: null });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * The job queues ("Backup Database") and the backup schedule. One job runs at a time under
