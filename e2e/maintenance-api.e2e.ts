@@ -98,7 +98,7 @@ test('maintenance API: gating, tokens, anonymous status, restore, late SSE subsc
   expect(failing.status()).toBe(201);
   await expect.poll(async () => (await statusOf(request)).task, { timeout: 60_000 }).toBe('error');
   const privileged = await statusOf(request);
-  expect(privileged.error).toMatch(/^Restore failed: .*Rolled back to restore-point-.*: OK$/s);
+  expect(privileged.error).toMatch(/^Restore failed: .*Rolled back to the database as it was before the restore: OK/s);
   expect(privileged.log.length).toBeGreaterThan(3);
   const seenByAnyone = await statusOf(anonymous);
   expect(seenByAnyone).toMatchObject({ active: true, task: 'error', error: 'Something went wrong, see logs!', log: [] });

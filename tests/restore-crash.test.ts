@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Lifeboat } from '../src/lib/server/app';
 import { loadConfig } from '../src/lib/server/config';
 import { migrate, schemaState } from '../src/lib/server/db/migrator';
+import { stagingNames } from '../src/lib/server/restore/staged-database';
 import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
 import { changeData, pgTool, seed, snapshot } from './restore-helpers';
 
@@ -26,7 +27,7 @@ function psqlProcesses(database: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (args[0].endsWith('/psql') && args.includes(database)) pids.push(Number(entry));
+      if (args[0].endsWith('/psql') && (args.includes(database) || args.includes(stagingNames(database).staged))) pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
@@ -101,6 +102,16 @@ describe('a restore killed with SIGKILL during the restore step', () => {
       expect(now).toEqual(oldState);
       const schema = await app.db.withClient((client) => schemaState(client));
       expect(schema.pending).toEqual([]);
+
+      // The restore was staged: the half-filled database beside the live one is still there,
+      // and the next restore removes it first.
+      const beside = () =>
+        withClient('postgres', async (client) => (await client.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${database}__lifeboat`])).rows.map((row) => row.datname));
+      expect(await beside()).toEqual([stagingNames(database).staged]);
+      const again = await app.restore.restore(await app.restore.validate(filename), { by: 'the test' });
+      expect(again.error).toBeNull();
+      expect(await snapshot(app.db)).toEqual(backupState);
+      expect(await beside()).toEqual([]);
     } finally {
       await app.shutdown();
     }

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +13,10 @@ import { createDatabase, dropDatabase, startInstance, testCluster, withClient, t
 import { beforeEnd, changeData, editDump, finished, pgTool, seed, snapshot } from './restore-helpers';
 
 const instances: TestInstance[] = [];
+const roles: string[] = [];
 afterEach(async () => {
   for (const instance of instances.splice(0)) await instance.close();
+  for (const role of roles.splice(0)) await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
 });
 
 /** An instance with users and assets, and a backup of it. */
@@ -25,6 +28,32 @@ async function seeded(assets = 50) {
   const backup = await app.backups.createBackup();
   const before = await snapshot(app.db);
   return { instance, app, backup: backup.filename, before };
+}
+
+/**
+ * The same, as a role that owns its database but may not create databases (as on many
+ * hosted servers): the restore cannot be staged, so it runs in place, in one transaction.
+ */
+async function seededInPlace(assets = 50) {
+  const suffix = randomBytes(4).toString('hex');
+  const [role, database] = [`owner_${suffix}`, `app_${suffix}`];
+  await withClient('postgres', async (client) => {
+    await client.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB`);
+    await client.query(`CREATE DATABASE ${database} OWNER ${role}`);
+  });
+  roles.push(role);
+  const instance = await startInstance({ database, env: { DB_USERNAME: role } });
+  instances.push(instance);
+  const { app } = instance;
+  await seed(app.db, { assets });
+  const backup = await app.backups.createBackup();
+  return { app, backup: backup.filename, before: await snapshot(app.db) };
+}
+
+/** Databases a staged restore made beside the instance's and left behind. */
+async function leftovers(database: string): Promise<string[]> {
+  const { rows } = await withClient('postgres', (client) => client.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${database}__lifeboat`]));
+  return rows.map((row) => row.datname);
 }
 
 async function restore(app: TestInstance['app'], name: string) {
@@ -60,7 +89,10 @@ describe('restore', () => {
     expect(readdirSync(app.backups.backupsFolder)).not.toContain(status.restorePoint);
     execFileSync('gzip', ['-t', join(app.backups.backupsFolder, point)]);
     const log = status.log.join('\n');
-    for (const step of ['Creating a restore point', 'Restoring', 'Running database migrations', 'Health check passed', 'complete']) expect(log).toContain(step);
+    for (const step of ['Creating a restore point', 'Restoring into a new database', 'took the name', 'Running database migrations', 'Health check passed', 'Dropped the replaced database', 'complete']) {
+      expect(log).toContain(step);
+    }
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
     // The restore point holds the changed data: restoring it brings the change back (and restoring twice works).
     const again = await restore(app, point);
     expect(again.task).toBe('done');
@@ -103,8 +135,37 @@ describe('restore', () => {
     expect(await snapshot(app.db)).toEqual(current);
   });
 
-  it('rolls back to the restore point when a hand-edited dump committed half way before failing', async () => {
+  it('keeps a hand-edited dump that commits half way away from the live database, and drops what it made', async () => {
     const { app, backup } = await seeded();
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {
+      const copy = sql.indexOf('COPY public.assets');
+      return beforeEnd(`${sql.slice(0, copy)}COMMIT;\n${sql.slice(copy)}`, 'INSERT INTO public.no_such_table VALUES (1);');
+    });
+
+    const status = await restore(app, 'uploaded-commits.sql.gz');
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/no_such_table.*The database was not changed: the backup was being restored into a separate database, which was dropped/s);
+    expect(await snapshot(app.db)).toEqual(current);
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+  });
+
+  it('restores in place, in one transaction, when the role may not create databases', async () => {
+    const { app, backup, before } = await seededInPlace();
+    await changeData(app.db);
+
+    const status = await restore(app, backup);
+
+    expect(status.error).toBeNull();
+    expect(status.task).toBe('done');
+    expect(status.log.join('\n')).toMatch(/Restoring in place, in one transaction \(the database role may not create databases/);
+    expect(await snapshot(app.db)).toEqual(before);
+  });
+
+  it('in place: rolls back to the restore point when a hand-edited dump committed half way before failing', async () => {
+    const { app, backup } = await seededInPlace();
     await changeData(app.db);
     const current = await snapshot(app.db);
     editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {
@@ -131,10 +192,12 @@ describe('restore', () => {
 
     expect(status.task).toBe('error');
     expect(status.active).toBe(true);
-    expect(status.error).toMatch(/^Restore failed: the backup has no admin user.*Rolled back to restore-point-.*: OK$/s);
+    // Staged: the previous database was kept aside, so the rollback is a rename, not a reload.
+    expect(status.error).toMatch(/^Restore failed: the backup has no admin user.*Rolled back to the database as it was before the restore: OK/s);
     expect(await snapshot(app.db)).toEqual(current);
     expect(await app.auth.hasAdmin()).toBe(true);
-    expect(status.log.join('\n')).toContain('Rolling back to the restore point');
+    expect(status.log.join('\n')).toContain('the previous database gets its name back');
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
   });
 
   it('migrates a backup made by an older version', async () => {
@@ -175,7 +238,7 @@ describe('restore', () => {
     const status = await restore(app, filename);
 
     expect(status.task).toBe('error');
-    expect(status.error).toMatch(/made by a newer version of Lifeboat .*9999999999999-Future.*Rolled back to .*: OK$/s);
+    expect(status.error).toMatch(/made by a newer version of Lifeboat .*9999999999999-Future.*Rolled back to .*: OK/s);
     expect(await snapshot(app.db)).toEqual(current);
     const { rows } = await app.db.query("SELECT 1 FROM migrations WHERE name = '9999999999999-Future'");
     expect(rows).toHaveLength(0);
@@ -213,6 +276,7 @@ describe('restore', () => {
 
     expect(status.error).toBeNull();
     expect(status.task).toBe('done');
+    expect(status.log.join('\n')).toContain('Restoring in place, in one transaction (a cluster dump');
     expect(await snapshot(app.db)).toEqual(before);
   });
 

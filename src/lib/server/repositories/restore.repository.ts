@@ -204,19 +204,134 @@ export class RestoreRepository {
 
   /** Ends every other session on the database (from "postgres"), so DROP SCHEMA does not wait on them. */
   async terminateConnections(connection: ConnectionOptions, database: string): Promise<number> {
-    const client = new pg.Client({ ...connection, database: 'postgres', application_name: 'lifeboat' });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      const { rows } = await client.query<{ terminated: boolean }>(
-        'SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
-        [database],
-      );
-      return rows.filter((row) => row.terminated).length;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    return this.withAdminClient(connection, (client) => terminate(client, [database]));
   }
+
+  /** What deciding on a staged restore needs to know about the instance database and the connecting role. */
+  async stagingFacts(connection: ConnectionOptions): Promise<StagingFacts | null> {
+    return this.withAdminClient(connection, async (client) => {
+      const { rows } = await client.query<StagingFacts>(
+        `SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding,
+                d.datcollate AS collate, d.datctype AS ctype, d.datconnlimit AS "connectionLimit", t.spcname AS tablespace,
+                -- datlocprovider exists from PostgreSQL 15 on; before, every database used libc.
+                coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') AS "localeProvider",
+                d.datacl IS NULL AS "defaultPrivileges", d.datistemplate AS "isTemplate",
+                EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS "hasSettings",
+                EXISTS (SELECT 1 FROM pg_shdescription c WHERE c.objoid = d.oid AND c.classoid = 'pg_database'::regclass) AS "hasComment",
+                EXISTS (SELECT 1 FROM pg_shseclabel l WHERE l.objoid = d.oid AND l.classoid = 'pg_database'::regclass) AS "hasSecurityLabel",
+                r.rolsuper AS superuser, r.rolcreatedb AS "createDb", pg_has_role(d.datdba, 'MEMBER') AS "ownerMember",
+                current_database() AS "adminDatabase"
+         FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace JOIN pg_roles r ON r.rolname = current_user
+         WHERE d.datname = $1`,
+        [connection.database],
+      );
+      return rows[0] ?? null;
+    });
+  }
+
+  /** An empty database made like the instance's (owner, encoding, locale, tablespace, connection limit). */
+  async createDatabaseLike(connection: ConnectionOptions, name: string, like: StagingFacts): Promise<void> {
+    await this.withAdminClient(connection, async (client) => {
+      const id = (value: string) => client.escapeIdentifier(value);
+      const literal = (value: string) => client.escapeLiteral(value);
+      await client.query(
+        `CREATE DATABASE ${id(name)} WITH TEMPLATE template0 OWNER ${id(like.owner)} ENCODING ${literal(like.encoding)}` +
+          ` LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)} TABLESPACE ${id(like.tablespace)}` +
+          ` CONNECTION LIMIT ${Number(like.connectionLimit)}`,
+      );
+    });
+  }
+
+  /** Drops the database if it exists, ending its sessions first. */
+  async dropDatabase(connection: ConnectionOptions, name: string): Promise<void> {
+    await this.withAdminClient(connection, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
+  }
+
+  async databaseExists(connection: ConnectionOptions, name: string): Promise<boolean> {
+    return this.withAdminClient(connection, async (client) => {
+      const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      return rowCount === 1;
+    });
+  }
+
+  /**
+   * Renames databases in one transaction: all of the renames happen, or none. A database
+   * with sessions cannot be renamed, so they are ended first; a client that reconnects in
+   * between makes the attempt fail, and it is tried again a few times.
+   */
+  async renameDatabases(connection: ConnectionOptions, renames: Array<[from: string, to: string]>): Promise<void> {
+    await this.withAdminClient(connection, async (client) => {
+      for (let attempt = 1; ; attempt++) {
+        await terminate(client, renames.map(([from]) => from));
+        try {
+          await client.query('BEGIN');
+          for (const [from, to] of renames) await client.query(`ALTER DATABASE ${client.escapeIdentifier(from)} RENAME TO ${client.escapeIdentifier(to)}`);
+          await client.query('COMMIT');
+          return;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          // 55006 object_in_use: "database ... is being accessed by other users".
+          if ((error as { code?: string }).code !== '55006' || attempt >= RENAME_ATTEMPTS) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+        }
+      }
+    });
+  }
+
+  /** A session outside the instance database, for what cannot run inside it (CREATE/DROP/RENAME DATABASE, ending sessions). */
+  private async withAdminClient<T>(connection: ConnectionOptions, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    let lastError: unknown;
+    // "postgres" is there on almost every server; template1 always is, and takes connections.
+    for (const database of ['postgres', 'template1']) {
+      const client = new pg.Client({ ...connection, database, application_name: 'lifeboat' });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+      } catch (error) {
+        lastError = error;
+        await client.end().catch(() => undefined);
+        continue;
+      }
+      try {
+        return await fn(client);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+    throw lastError;
+  }
+}
+
+const RENAME_ATTEMPTS = 5;
+
+async function terminate(client: pg.Client, databases: string[]): Promise<number> {
+  const { rows } = await client.query<{ terminated: boolean }>(
+    'SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()',
+    [databases],
+  );
+  return rows.filter((row) => row.terminated).length;
+}
+
+/** The instance database as pg_database has it, and what the connecting role may do. */
+export interface StagingFacts {
+  owner: string;
+  encoding: string;
+  collate: string;
+  ctype: string;
+  connectionLimit: number;
+  tablespace: string;
+  /** c (libc), i (ICU) or b (builtin, PostgreSQL 17+). */
+  localeProvider: string;
+  defaultPrivileges: boolean;
+  isTemplate: boolean;
+  hasSettings: boolean;
+  hasComment: boolean;
+  hasSecurityLabel: boolean;
+  superuser: boolean;
+  createDb: boolean;
+  ownerMember: boolean;
+  /** The database the admin session connected to (postgres or template1). */
+  adminDatabase: string;
 }
 
 /** "psql:<stdin>:424: ERROR:  ..." → "line 423 of the dump: ERROR:  ..." (RESET_SCHEMA is line 1). */

@@ -10,6 +10,7 @@ import type { ValidatedDump } from './validate-backup';
 /**
  * Step 5 (and the rollback's): the file, gunzipped and filtered, into psql in one
  * transaction that first resets the public schema. A failure anywhere changes nothing.
+ * Into `database` when given (a staged restore), else into the instance database.
  * Progress is the share of the (compressed) file read.
  */
 export async function loadDump(
@@ -18,13 +19,14 @@ export async function loadDump(
   log: RestoreLog,
   signal: AbortSignal,
   file?: FileHandle,
+  database = deps.db.connection.database,
 ): Promise<void> {
   const { db } = deps;
   const { psql } = await clientToolsFor(await db.serverVersion(), deps.config.pgBinDir);
   if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
   await deps.repository.loadDump({
     psql,
-    connection: db.connection,
+    connection: { ...db.connection, database },
     path: dump.path,
     file,
     compressed: dump.compressed,

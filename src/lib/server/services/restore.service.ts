@@ -9,6 +9,7 @@ import { loadDump } from '../restore/load-dump';
 import { migrateRestored } from '../restore/migrate';
 import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
+import { planStaging, type StagedDatabase } from '../restore/staged-database';
 import { validateBackup, validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
 import type { DatabaseBackupService } from './database-backup.service';
 import { ServiceError } from './errors';
@@ -208,24 +209,38 @@ export class RestoreService {
     }
 
     const before = await repository.fingerprint(host.db).catch(() => null);
+    let staged: StagedDatabase | null = null;
     let committed = false;
     try {
       await disconnect(host.db, repository, log);
+      staged = await planStaging(repository, host.db.connection, dump, log);
       await log.task('restore', `Restoring ${dump.filename}`);
-      await loadDump(steps, dump, log, signal, file);
+      await loadDump(steps, dump, log, signal, file, staged?.staged);
+      if (staged) await staged.swapIn();
       committed = true;
-      await log.info(`${dump.filename} restored`);
+      await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
     } catch (error) {
-      await this.recover(log, error, { dump, restorePoint, committed, before, signal });
+      await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal });
       return null;
     }
+    if (staged) await this.dropReplaced(staged, log);
 
     host.forgetOnboarding();
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
     return restorePoint;
+  }
+
+  /** The data the restore replaced goes once the restored database passed its checks; a failure here only costs disk space until the next restore. */
+  private async dropReplaced(staged: StagedDatabase, log: RestoreLog): Promise<void> {
+    try {
+      await staged.dropReplaced();
+      await log.info('Dropped the replaced database');
+    } catch (error) {
+      await log.info(`Could not drop the replaced database "${staged.replaced}" (${messageOf(error)}); the next restore drops it`);
+    }
   }
 
   /** The restore point failed: nothing was changed. Maintenance mode goes back to how it was. */
@@ -248,10 +263,10 @@ export class RestoreService {
   private async recover(
     log: RestoreLog,
     error: unknown,
-    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; signal: AbortSignal },
+    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; staged: StagedDatabase | null; signal: AbortSignal },
   ): Promise<void> {
     const { host } = this;
-    const { restorePoint, signal } = context;
+    const { restorePoint, signal, staged } = context;
     const failedTask = host.maintenance.status.task;
     const original = `Restore failed: ${messageOf(error)}`;
     const fail = async (message: string) => {
@@ -259,8 +274,10 @@ export class RestoreService {
       await host.maintenance.setStatus({ task: 'error', error: message, finishedAt: new Date().toISOString() });
     };
 
+    // Staged: the live database is only touched by the swap. In place: its schema and tables must be the same ones as before.
     const unchanged = async () =>
-      !context.committed && context.before !== null && (await this.repository.fingerprint(host.db).catch(() => null)) === context.before;
+      !context.committed &&
+      (staged !== null || (context.before !== null && (await this.repository.fingerprint(host.db).catch(() => null)) === context.before));
 
     if (signal.aborted) {
       // No rollback while the server stops: the admin decides after the restart.
@@ -272,7 +289,23 @@ export class RestoreService {
     await log.info(original);
 
     if (await unchanged()) {
+      if (staged) {
+        await staged.discard().catch((dropError) => log.info(`Could not drop the database "${staged.staged}" (${messageOf(dropError)}); the next restore drops it`));
+        return fail(`${original}. The database was not changed: the backup was being restored into a separate database, which was dropped (the restore point ${restorePoint} was not needed).`);
+      }
       return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
+    }
+
+    if (staged?.isSwappedIn) {
+      try {
+        await log.task('rollback', `Rolling back: the previous database gets its name back (it is kept aside until the restore succeeds)`);
+        await host.db.closePool();
+        await staged.swapBack();
+        host.forgetOnboarding();
+        return fail(`${original}. Rolled back to the database as it was before the restore: OK (the restore point ${restorePoint} was not needed)`);
+      } catch (swapError) {
+        await log.info(`Could not give the previous database its name back (${messageOf(swapError)}): restoring the restore point instead`);
+      }
     }
 
     try {

@@ -1,0 +1,108 @@
+import type { ConnectionOptions } from '../db/connection';
+import type { RestoreRepository, StagingFacts } from '../repositories/restore.repository';
+import type { RestoreLog } from './restore-log';
+import type { ValidatedDump } from './validate-backup';
+
+/**
+ * A staged restore: the backup goes into a new database beside the live one, which stays
+ * untouched; only once it is complete are the two swapped by name, in one transaction.
+ * Dropping the old data is then outside the restore (as it is for a restore into an empty
+ * server), and a rollback after the swap (migrations or health check failed) is a swap back.
+ */
+export class StagedDatabase {
+  readonly staged: string;
+  readonly replaced: string;
+  private readonly failed: string;
+  private swapped = false;
+
+  constructor(
+    private readonly repository: RestoreRepository,
+    private readonly connection: ConnectionOptions,
+  ) {
+    const names = stagingNames(connection.database);
+    this.staged = names.staged;
+    this.replaced = names.replaced;
+    this.failed = names.failed;
+  }
+
+  /** True once the restored database carries the instance's name. */
+  get isSwappedIn(): boolean {
+    return this.swapped;
+  }
+
+  /** Removes what an interrupted restore may have left, then creates the empty database to restore into. */
+  async create(facts: StagingFacts): Promise<void> {
+    for (const name of [this.staged, this.replaced, this.failed]) await this.repository.dropDatabase(this.connection, name);
+    await this.repository.createDatabaseLike(this.connection, this.staged, facts);
+  }
+
+  /** The restored database takes the instance's name; the previous one is kept aside until dropReplaced or swapBack. */
+  async swapIn(): Promise<void> {
+    const live = this.connection.database;
+    await this.repository.renameDatabases(this.connection, [
+      [live, this.replaced],
+      [this.staged, live],
+    ]);
+    this.swapped = true;
+  }
+
+  /** After a failure before the swap: the half-made database goes; the live one was never touched. */
+  async discard(): Promise<void> {
+    await this.repository.dropDatabase(this.connection, this.staged);
+  }
+
+  /** The previous database gets its name back, and the restored one is dropped. */
+  async swapBack(): Promise<void> {
+    const live = this.connection.database;
+    await this.repository.renameDatabases(this.connection, [
+      [live, this.failed],
+      [this.replaced, live],
+    ]);
+    this.swapped = false;
+    await this.repository.dropDatabase(this.connection, this.failed);
+  }
+
+  async dropReplaced(): Promise<void> {
+    await this.repository.dropDatabase(this.connection, this.replaced);
+  }
+}
+
+/** Fixed per instance database, so that what a crash leaves behind is found and removed by the next restore. */
+export function stagingNames(database: string): { staged: string; replaced: string; failed: string } {
+  // Identifiers are at most 63 bytes; the suffixes fit after 40.
+  const base = Buffer.from(database).subarray(0, 40).toString().replace(/\uFFFD+$/, '');
+  return { staged: `${base}__lifeboat_restoring`, replaced: `${base}__lifeboat_replaced`, failed: `${base}__lifeboat_failed` };
+}
+
+/** Why the restore cannot be staged, or null when it can: then nothing the dump does not hold is lost by the swap. */
+export function cannotStage(facts: StagingFacts | null, dump: ValidatedDump, database: string): string | null {
+  if (!facts) return `the database "${database}" was not found`;
+  // pg_dumpall keeps per-role settings of the database (ALTER ROLE ... IN DATABASE): those would stay with the replaced one.
+  if (dump.kind === 'cluster') return 'a cluster dump can carry settings tied to the live database';
+  if (!facts.superuser && !(facts.createDb && facts.ownerMember)) return 'the database role may not create databases (CREATEDB) or does not own this one';
+  if (facts.adminDatabase === database || facts.isTemplate) return `"${database}" is a system database`;
+  if (facts.localeProvider !== 'c') return 'the database uses an ICU or builtin locale';
+  if (!facts.defaultPrivileges || facts.hasSettings || facts.hasComment || facts.hasSecurityLabel) {
+    return 'the database has its own privileges, settings, comment or security label, which a new database would not have';
+  }
+  return null;
+}
+
+/** Chooses how to restore: staged when nothing would be lost by it, else in place (one transaction in the live database). */
+export async function planStaging(repository: RestoreRepository, connection: ConnectionOptions, dump: ValidatedDump, log: RestoreLog): Promise<StagedDatabase | null> {
+  const facts = await repository.stagingFacts(connection).catch(() => null);
+  const reason = cannotStage(facts, dump, connection.database);
+  if (reason) {
+    await log.info(`Restoring in place, in one transaction (${reason})`);
+    return null;
+  }
+  const staged = new StagedDatabase(repository, connection);
+  try {
+    await staged.create(facts!);
+  } catch (error) {
+    await log.info(`Restoring in place, in one transaction (a new database could not be created: ${(error as Error).message})`);
+    return null;
+  }
+  await log.info(`Restoring into a new database "${staged.staged}"; "${connection.database}" stays untouched until it is complete`);
+  return staged;
+}
