@@ -65,23 +65,21 @@ describe('a restore killed with SIGKILL during the restore step', () => {
     const exited = new Promise<number | null>((resolve) => child.on('close', (_code, signal) => resolve(signal === 'SIGKILL' ? -9 : _code)));
 
     const stateFile = join(uploadLocation, '.lifeboat', 'maintenance.json');
+    // Kill while psql takes in the dump. Staged, the load starts alongside the restore point and
+    // takes longer (a load is slower than a dump), so it still runs when the restore task begins.
+    const loading = () =>
+      withClient('postgres', async (client) => {
+        const { rows } = await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'lifeboat-restore' AND state = 'active'");
+        return rows[0].n > 0;
+      });
     let state = readState(stateFile);
     const deadline = Date.now() + 120_000;
-    while (state?.status.task !== 'restore' && Date.now() < deadline && child.exitCode === null) {
+    while (!(state?.status.task === 'restore' && (await loading())) && Date.now() < deadline && child.exitCode === null) {
       await sleep(20);
       state = readState(stateFile);
     }
     expect(state?.status.task, output).toBe('restore');
     expect(state!.pid).toBe(child.pid);
-    // Let psql take in part of the dump, so there is something to roll back.
-    await withClient(database, async (client) => {
-      for (let i = 0; i < 200; i++) {
-        const { rows } = await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'lifeboat-restore' AND state = 'active'");
-        if (rows[0].n > 0) break;
-        await sleep(10);
-      }
-    });
-    await sleep(300);
     process.kill(state!.pid, 'SIGKILL');
     expect(await exited).toBe(-9);
     expect(output).not.toContain('Restore complete');

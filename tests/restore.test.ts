@@ -152,6 +152,33 @@ describe('restore', () => {
     expect(await leftovers(app.db.connection.database)).toEqual([]);
   });
 
+  it('stops with nothing changed when the restore point fails, and drops the database the backup was loading into', async () => {
+    const { app, backup } = await seeded(6000);
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    // A restore point that fails late (say, a full disk), while the staged load runs beside it.
+    const createBackup = app.backups.createBackup.bind(app.backups);
+    app.backups.createBackup = async (options) => {
+      if (options?.kind !== 'restore-point') return createBackup(options);
+      await withClient('postgres', async (client) => {
+        for (let i = 0; i < 100; i++) {
+          const { rows } = await client.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'lifeboat-restore'");
+          if (rows.length) return;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      });
+      throw new Error('No space left on device');
+    };
+
+    const status = await restore(app, backup);
+
+    expect(status.task).toBe('error');
+    expect(status.active).toBe(false);
+    expect(status.error).toMatch(/^Restore not started: the restore point could not be created: No space left on device\. Nothing was changed\.$/);
+    expect(await snapshot(app.db)).toEqual(current);
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+  });
+
   it('restores in place, in one transaction, when the role may not create databases', async () => {
     const { app, backup, before } = await seededInPlace();
     await changeData(app.db);

@@ -17,10 +17,17 @@ export async function loadDump(
   deps: { config: Config; db: Database; repository: RestoreRepository },
   dump: ValidatedDump,
   log: RestoreLog,
-  signal: AbortSignal,
-  file?: FileHandle,
-  database = deps.db.connection.database,
+  options: {
+    signal: AbortSignal;
+    /** The dump, held open by the caller. */
+    file?: FileHandle;
+    /** A staged restore's new database; the instance database by default. */
+    database?: string;
+    /** Share of the file read (0..1); the current task's progress by default. */
+    onProgress?: (fraction: number) => void;
+  },
 ): Promise<void> {
+  const { signal, file, database = deps.db.connection.database, onProgress = (fraction) => log.progress(fraction) } = options;
   const { db } = deps;
   const { psql } = await clientToolsFor(await db.serverVersion(), deps.config.pgBinDir);
   if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
@@ -37,7 +44,7 @@ export async function loadDump(
     }),
     signal,
     timeoutMs: deps.config.childTimeoutMs,
-    onBytesRead: (bytes) => log.progress(bytes / Math.max(1, dump.size)),
+    onBytesRead: (bytes) => onProgress(bytes / Math.max(1, dump.size)),
   });
-  log.progress(1);
+  onProgress(1);
 }

@@ -69,7 +69,7 @@ export class MaintenanceService {
           task: 'error',
           error:
             `The ${describe(stored.status)} was interrupted during the "${task}" step (the process was killed or the machine restarted). ` +
-            'Nothing was replayed: a restore runs in one transaction, so the database is either as it was or the complete backup. ' +
+            'Nothing was replayed: a restore loads the backup in one transaction (into a new database swapped in only when complete, or into the live one), so the database is either as it was or the complete backup. ' +
             (stored.status.restorePoint ? `Check it, restore the restore point ${stored.status.restorePoint}, or end maintenance mode.` : 'Check it, or end maintenance mode.'),
           finishedAt: new Date().toISOString(),
         },

@@ -193,30 +193,48 @@ export class RestoreService {
     }
   }
 
-  /** The restore itself, one step after another (validation and the lock came before). Returns the restore point on success. */
+  /**
+   * The restore itself, one step after another (validation and the lock came before). Returns
+   * the restore point on success. Staged, the live database is not touched until the swap, so
+   * the backup is loaded into the new database while the restore point is made.
+   */
   private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<string | null> {
     const { host, repository } = this;
     const log = new RestoreLog(host.maintenance, (line) => host.log(line));
     const steps = { config: host.config, db: host.db, repository };
+    const before = await repository.fingerprint(host.db).catch(() => null);
+
+    const makingRestorePoint = createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
+    makingRestorePoint.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
+    const staged = await planStaging(repository, host.db.connection, dump, log);
+    const loading = staged ? loadInBackground(steps, dump, log, signal, file, staged) : null;
 
     let restorePoint: string;
     try {
-      restorePoint = await createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
+      restorePoint = await makingRestorePoint;
       await host.maintenance.setStatus({ restorePoint });
     } catch (error) {
+      if (staged && loading) {
+        loading.cancel('the restore point could not be created');
+        await loading.done.catch(() => undefined);
+        await staged.discard().catch(() => undefined);
+      }
       await this.stopUnchanged(log, error, wasActive, signal);
       return null;
     }
 
-    const before = await repository.fingerprint(host.db).catch(() => null);
-    let staged: StagedDatabase | null = null;
     let committed = false;
     try {
-      await disconnect(host.db, repository, log);
-      staged = await planStaging(repository, host.db.connection, dump, log);
       await log.task('restore', `Restoring ${dump.filename}`);
-      await loadDump(steps, dump, log, signal, file, staged?.staged);
-      if (staged) await staged.swapIn();
+      if (staged && loading) {
+        loading.showProgress();
+        await loading.done;
+        await disconnect(host.db, repository, log);
+        await staged.swapIn();
+      } else {
+        await disconnect(host.db, repository, log);
+        await loadDump(steps, dump, log, { signal, file });
+      }
       committed = true;
       await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
       await migrateRestored(() => host.migrate(), log);
@@ -312,7 +330,7 @@ export class RestoreService {
       await log.task('rollback', `Rolling back to the restore point ${restorePoint}`);
       const point = await this.validate(restorePoint);
       await disconnect(host.db, this.repository, log);
-      await loadDump({ config: host.config, db: host.db, repository: this.repository }, point, log, signal);
+      await loadDump({ config: host.config, db: host.db, repository: this.repository }, point, log, { signal });
       const ran = await host.migrate();
       if (ran.length) await log.info(`Applied ${ran.length} migration(s) to the restore point`);
       host.forgetOnboarding();
@@ -324,6 +342,41 @@ export class RestoreService {
     }
     return fail(`${original}. Rolled back to ${restorePoint}: OK`);
   }
+}
+
+/**
+ * A staged restore's load, started alongside the restore point: its progress is held back
+ * until the restore task shows it, and it can be cancelled on its own (the restore point failed).
+ */
+function loadInBackground(
+  steps: Parameters<typeof loadDump>[0],
+  dump: ValidatedDump,
+  log: RestoreLog,
+  signal: AbortSignal,
+  file: FileHandle,
+  staged: StagedDatabase,
+): { done: Promise<void>; cancel(reason: string): void; showProgress(): void } {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  let latest = 0;
+  let shown = false;
+  const onProgress = (fraction: number) => {
+    latest = fraction;
+    if (shown) log.progress(fraction);
+  };
+  const done = loadDump(steps, dump, log, { signal: controller.signal, file, database: staged.staged, onProgress }).finally(() =>
+    signal.removeEventListener('abort', onAbort),
+  );
+  done.catch(() => undefined); // awaited by run(); no unhandled rejection meanwhile
+  return {
+    done,
+    cancel: (reason) => controller.abort(new Error(reason)),
+    showProgress: () => {
+      shown = true;
+      log.progress(latest);
+    },
+  };
 }
 
 /** The message without its final full stop: it is followed by more sentences. */
