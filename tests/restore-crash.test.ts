@@ -65,8 +65,7 @@ describe('a restore killed with SIGKILL during the restore step', () => {
     const exited = new Promise<number | null>((resolve) => child.on('close', (_code, signal) => resolve(signal === 'SIGKILL' ? -9 : _code)));
 
     const stateFile = join(uploadLocation, '.lifeboat', 'maintenance.json');
-    // Kill while psql takes in the dump. Staged, the load starts alongside the restore point and
-    // takes longer (a load is slower than a dump), so it still runs when the restore task begins.
+    // Kill while psql takes in the dump (staged: into the new database beside the live one).
     const loading = () =>
       withClient('postgres', async (client) => {
         const { rows } = await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'lifeboat-restore' AND state = 'active'");
@@ -109,6 +108,7 @@ describe('a restore killed with SIGKILL during the restore step', () => {
       const again = await app.restore.restore(await app.restore.validate(filename), { by: 'the test' });
       expect(again.error).toBeNull();
       expect(await snapshot(app.db)).toEqual(backupState);
+      await app.restore.idle();
       expect(await beside()).toEqual([]);
     } finally {
       await app.shutdown();

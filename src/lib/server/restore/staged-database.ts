@@ -103,6 +103,6 @@ export async function planStaging(repository: RestoreRepository, connection: Con
     await log.info(`Restoring in place, in one transaction (a new database could not be created: ${(error as Error).message})`);
     return null;
   }
-  await log.info(`Restoring into a new database "${staged.staged}" while the restore point is made; "${connection.database}" stays untouched until the restore is complete`);
+  await log.info(`Restoring into a new database "${staged.staged}"; "${connection.database}" stays untouched until the restore is complete`);
   return staged;
 }

@@ -29,6 +29,12 @@ export interface RestoreHost {
   log(line: string): void;
 }
 
+interface RestoreResult {
+  restorePoint: string;
+  /** Set when the restore was staged: the replaced database is still there. */
+  staged: StagedDatabase | null;
+}
+
 interface Run {
   controller: AbortController;
   done: Promise<MaintenanceStatus>;
@@ -148,31 +154,36 @@ export class RestoreService {
         release();
         this.current = null;
       })
-      .then((restorePoint) => {
-        if (restorePoint) this.background = this.compressRestorePoint(restorePoint);
+      .then((result) => {
+        if (result) this.background = this.afterRestore(result);
         return this.host.maintenance.status;
       });
     this.current = { controller, done };
     return this.current;
   }
 
-  /** Resolves once work that follows a restore (compressing its restore point) is over. */
+  /** Resolves once work that follows a restore (dropping the replaced database, compressing the restore point) is over. */
   async idle(): Promise<void> {
     await this.background;
   }
 
   /**
-   * The restore point is written plain, so that making it costs the least downtime; once the
-   * restore succeeded and the app is back, it is compressed like any backup (under the lock,
-   * skipped if a backup runs: then it simply stays plain). On shutdown it is abandoned safely.
+   * Work that need not keep the app down, once a restore succeeded: dropping the database a
+   * staged restore replaced (else the next restore does it), and compressing the restore point,
+   * which is written plain so that making it costs the least downtime. Under the lock, so no
+   * restore starts meanwhile; skipped if a backup runs (the restore point then simply stays
+   * plain). On shutdown it is abandoned safely.
    */
-  private async compressRestorePoint(name: string): Promise<void> {
+  private async afterRestore({ restorePoint: name, staged }: RestoreResult): Promise<void> {
     const controller = new AbortController();
     this.stopBackground = () => controller.abort();
     try {
-      const compressed = await this.host.lock.run('backup', () => this.host.backups.compressBackup(name, controller.signal));
-      if (this.host.maintenance.status.restorePoint === name) await this.host.maintenance.setStatus({ restorePoint: compressed });
-      this.host.log(`Restore point compressed: ${compressed}`);
+      await this.host.lock.run('backup', async () => {
+        if (staged) await this.dropReplaced(staged);
+        const compressed = await this.host.backups.compressBackup(name, controller.signal);
+        if (this.host.maintenance.status.restorePoint === name) await this.host.maintenance.setStatus({ restorePoint: compressed });
+        this.host.log(`Restore point compressed: ${compressed}`);
+      });
     } catch (error) {
       this.host.log(`The restore point ${name} stays uncompressed: ${(error as Error).message}`);
     } finally {
@@ -184,7 +195,7 @@ export class RestoreService {
    * The dump is held open from the start: the restore point, or an upload, may be renamed
    * over its name meanwhile (backup names have one-second resolution).
    */
-  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<string | null> {
+  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<RestoreResult | null> {
     const file = await this.repository.openDump(dump.path);
     try {
       return await this.run(dump, wasActive, signal, file);
@@ -195,46 +206,32 @@ export class RestoreService {
 
   /**
    * The restore itself, one step after another (validation and the lock came before). Returns
-   * the restore point on success. Staged, the live database is not touched until the swap, so
-   * the backup is loaded into the new database while the restore point is made.
+   * the restore point on success. (Loading a staged restore while the restore point is made
+   * was measured: on 2 cores the two compete, and the whole restore took longer.)
    */
-  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<string | null> {
+  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<RestoreResult | null> {
     const { host, repository } = this;
     const log = new RestoreLog(host.maintenance, (line) => host.log(line));
     const steps = { config: host.config, db: host.db, repository };
-    const before = await repository.fingerprint(host.db).catch(() => null);
-
-    const makingRestorePoint = createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
-    makingRestorePoint.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
-    const staged = await planStaging(repository, host.db.connection, dump, log);
-    const loading = staged ? loadInBackground(steps, dump, log, signal, file, staged) : null;
 
     let restorePoint: string;
     try {
-      restorePoint = await makingRestorePoint;
+      restorePoint = await createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
       await host.maintenance.setStatus({ restorePoint });
     } catch (error) {
-      if (staged && loading) {
-        loading.cancel('the restore point could not be created');
-        await loading.done.catch(() => undefined);
-        await staged.discard().catch(() => undefined);
-      }
       await this.stopUnchanged(log, error, wasActive, signal);
       return null;
     }
 
+    const before = await repository.fingerprint(host.db).catch(() => null);
+    let staged: StagedDatabase | null = null;
     let committed = false;
     try {
+      await disconnect(host.db, repository, log);
+      staged = await planStaging(repository, host.db.connection, dump, log);
       await log.task('restore', `Restoring ${dump.filename}`);
-      if (staged && loading) {
-        loading.showProgress();
-        await loading.done;
-        await disconnect(host.db, repository, log);
-        await staged.swapIn();
-      } else {
-        await disconnect(host.db, repository, log);
-        await loadDump(steps, dump, log, { signal, file });
-      }
+      await loadDump(steps, dump, log, { signal, file, database: staged?.staged });
+      if (staged) await staged.swapIn();
       committed = true;
       await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
       await migrateRestored(() => host.migrate(), log);
@@ -243,21 +240,23 @@ export class RestoreService {
       await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal });
       return null;
     }
-    if (staged) await this.dropReplaced(staged, log);
-
     host.forgetOnboarding();
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
-    return restorePoint;
+    return { restorePoint, staged };
   }
 
-  /** The data the restore replaced goes once the restored database passed its checks; a failure here only costs disk space until the next restore. */
-  private async dropReplaced(staged: StagedDatabase, log: RestoreLog): Promise<void> {
+  /** A failure here only costs disk space until the next restore. */
+  private async dropReplaced(staged: StagedDatabase): Promise<void> {
+    const note = (line: string) => {
+      this.host.log(line);
+      return this.host.maintenance.log(line);
+    };
     try {
       await staged.dropReplaced();
-      await log.info('Dropped the replaced database');
+      await note(`Dropped the database the restore replaced ("${staged.replaced}")`);
     } catch (error) {
-      await log.info(`Could not drop the replaced database "${staged.replaced}" (${messageOf(error)}); the next restore drops it`);
+      await note(`Could not drop the database the restore replaced ("${staged.replaced}": ${messageOf(error)}); the next restore drops it`);
     }
   }
 
@@ -342,41 +341,6 @@ export class RestoreService {
     }
     return fail(`${original}. Rolled back to ${restorePoint}: OK`);
   }
-}
-
-/**
- * A staged restore's load, started alongside the restore point: its progress is held back
- * until the restore task shows it, and it can be cancelled on its own (the restore point failed).
- */
-function loadInBackground(
-  steps: Parameters<typeof loadDump>[0],
-  dump: ValidatedDump,
-  log: RestoreLog,
-  signal: AbortSignal,
-  file: FileHandle,
-  staged: StagedDatabase,
-): { done: Promise<void>; cancel(reason: string): void; showProgress(): void } {
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
-  let latest = 0;
-  let shown = false;
-  const onProgress = (fraction: number) => {
-    latest = fraction;
-    if (shown) log.progress(fraction);
-  };
-  const done = loadDump(steps, dump, log, { signal: controller.signal, file, database: staged.staged, onProgress }).finally(() =>
-    signal.removeEventListener('abort', onAbort),
-  );
-  done.catch(() => undefined); // awaited by run(); no unhandled rejection meanwhile
-  return {
-    done,
-    cancel: (reason) => controller.abort(new Error(reason)),
-    showProgress: () => {
-      shown = true;
-      log.progress(latest);
-    },
-  };
 }
 
 /** The message without its final full stop: it is followed by more sentences. */
