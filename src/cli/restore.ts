@@ -14,12 +14,15 @@ Replaces the instance database with a backup, as Administration > Maintenance do
   2. makes a restore point (restore-point-immich-db-backup-...sql.gz);
   3. ends the other sessions on the database (a running web server's included:
      it shows the maintenance screen meanwhile);
-  4. streams the dump through psql in ONE transaction after resetting the public
-     schema, refusing psql meta-commands such as \\! and COPY ... PROGRAM;
+  4. streams the dump through psql in ONE transaction, refusing psql
+     meta-commands such as \\! and COPY ... PROGRAM: into a new database that
+     then takes the live one's name, or (when the role may not create databases,
+     and for cluster dumps) into the live database after resetting its public schema;
   5. runs the migrations (an older backup is migrated; a newer one is refused);
   6. checks that the schema is current and an admin exists;
-  on any failure after step 3 it rolls back to the restore point and stays in
-  maintenance mode (see "npm run cli -- maintenance end").
+  on any failure after step 3 it rolls back (the previous database gets its name
+  back, or the restore point is reloaded) and stays in maintenance mode
+  (see "npm run cli -- maintenance end").
 
 <file> is a name in UPLOAD_LOCATION/backups (see "npm run cli -- list") or a path.
 Works whether or not the web server runs; only one backup or restore at a time.
