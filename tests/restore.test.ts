@@ -31,21 +31,21 @@ async function seeded(assets = 50) {
 }
 
 /**
- * The same, as a role that owns its database but may not create databases (as on many
- * hosted servers): the restore cannot be staged, so it runs in place, in one transaction.
+ * The same, as a role that owns its database but is no superuser. Without CREATEDB (as on
+ * many hosted servers) the restore cannot be staged, so it runs in place, in one transaction.
  */
-async function seededInPlace(assets = 50) {
+async function seededAsOwner(options: { createDb: boolean }) {
   const suffix = randomBytes(4).toString('hex');
   const [role, database] = [`owner_${suffix}`, `app_${suffix}`];
   await withClient('postgres', async (client) => {
-    await client.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB`);
+    await client.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER ${options.createDb ? 'CREATEDB' : 'NOCREATEDB'}`);
     await client.query(`CREATE DATABASE ${database} OWNER ${role}`);
   });
   roles.push(role);
   const instance = await startInstance({ database, env: { DB_USERNAME: role } });
   instances.push(instance);
   const { app } = instance;
-  await seed(app.db, { assets });
+  await seed(app.db);
   const backup = await app.backups.createBackup();
   return { app, backup: backup.filename, before: await snapshot(app.db) };
 }
@@ -175,7 +175,7 @@ describe('restore', () => {
   });
 
   it('restores in place, in one transaction, when the role may not create databases', async () => {
-    const { app, backup, before } = await seededInPlace();
+    const { app, backup, before } = await seededAsOwner({ createDb: false });
     await changeData(app.db);
 
     const status = await restore(app, backup);
@@ -186,8 +186,29 @@ describe('restore', () => {
     expect(await snapshot(app.db)).toEqual(before);
   });
 
+  it('stages the restore for an owner with CREATEDB, and rolls back by swapping back', async () => {
+    const { app, backup, before } = await seededAsOwner({ createDb: true });
+    await changeData(app.db);
+
+    const status = await restore(app, backup);
+
+    expect(status.error).toBeNull();
+    expect(status.log.join('\n')).toContain('Restoring into a new database');
+    expect(await snapshot(app.db)).toEqual(before);
+    await app.restore.idle();
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+
+    await app.db.query('UPDATE users SET is_admin = false');
+    const { filename: noAdmin } = await app.backups.createBackup();
+    await app.db.query('UPDATE users SET is_admin = true');
+    const failed = await restore(app, noAdmin);
+    expect(failed.error).toMatch(/no admin user.*Rolled back to the database as it was before the restore: OK/s);
+    expect(await snapshot(app.db)).toEqual(before);
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+  });
+
   it('in place: rolls back to the restore point when a hand-edited dump committed half way before failing', async () => {
-    const { app, backup } = await seededInPlace();
+    const { app, backup } = await seededAsOwner({ createDb: false });
     await changeData(app.db);
     const current = await snapshot(app.db);
     editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {

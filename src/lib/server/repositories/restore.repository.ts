@@ -236,7 +236,9 @@ export class RestoreRepository {
       const literal = (value: string) => client.escapeLiteral(value);
       await client.query(
         `CREATE DATABASE ${id(name)} WITH TEMPLATE template0 OWNER ${id(like.owner)} ENCODING ${literal(like.encoding)}` +
-          ` LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)} TABLESPACE ${id(like.tablespace)}` +
+          ` LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)}` +
+          // Naming a tablespace needs CREATE on it, which roles lack even on pg_default: only when it is another.
+          (like.tablespace === 'pg_default' ? '' : ` TABLESPACE ${id(like.tablespace)}`) +
           ` CONNECTION LIMIT ${Number(like.connectionLimit)}`,
       );
     });
