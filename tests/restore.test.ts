@@ -207,6 +207,19 @@ describe('restore', () => {
     expect(await leftovers(app.db.connection.database)).toEqual([]);
   });
 
+  it('changes nothing when a session the role may not end holds the database at the swap', async () => {
+    const { app, backup } = await seededAsOwner({ createDb: true });
+    await changeData(app.db);
+    const current = await snapshot(app.db);
+    // A superuser's session on the live database: an owner without superuser rights cannot end it.
+    const status = await withClient(app.db.connection.database, () => restore(app, backup));
+
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/is being accessed by other users.*The database was not changed: the backup was being restored into a separate database, which was dropped/s);
+    expect(await snapshot(app.db)).toEqual(current);
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+  });
+
   it('in place: rolls back to the restore point when a hand-edited dump committed half way before failing', async () => {
     const { app, backup } = await seededAsOwner({ createDb: false });
     await changeData(app.db);

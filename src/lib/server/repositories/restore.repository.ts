@@ -210,6 +210,9 @@ export class RestoreRepository {
   /** What deciding on a staged restore needs to know about the instance database and the connecting role. */
   async stagingFacts(connection: ConnectionOptions): Promise<StagingFacts | null> {
     return this.withAdminClient(connection, async (client) => {
+      const serverMajor = Math.floor(Number((await client.query('SHOW server_version_num')).rows[0].server_version_num) / 10000);
+      // RENAME and DROP act with the owner's privileges (USAGE); CREATE DATABASE ... OWNER needs SET from 16 on.
+      const mayActAsOwner = serverMajor >= 16 ? `pg_has_role(d.datdba, 'USAGE') AND pg_has_role(d.datdba, 'SET')` : `pg_has_role(d.datdba, 'USAGE')`;
       const { rows } = await client.query<StagingFacts>(
         `SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding,
                 d.datcollate AS collate, d.datctype AS ctype, d.datconnlimit AS "connectionLimit", t.spcname AS tablespace,
@@ -219,8 +222,11 @@ export class RestoreRepository {
                 EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS "hasSettings",
                 EXISTS (SELECT 1 FROM pg_shdescription c WHERE c.objoid = d.oid AND c.classoid = 'pg_database'::regclass) AS "hasComment",
                 EXISTS (SELECT 1 FROM pg_shseclabel l WHERE l.objoid = d.oid AND l.classoid = 'pg_database'::regclass) AS "hasSecurityLabel",
-                r.rolsuper AS superuser, r.rolcreatedb AS "createDb", pg_has_role(d.datdba, 'MEMBER') AS "ownerMember",
-                current_database() AS "adminDatabase"
+                -- Slots and subscriptions stay with the database they were made in, and would keep it from being dropped.
+                EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.database = d.datname)
+                  OR EXISTS (SELECT 1 FROM pg_subscription s WHERE s.subdbid = d.oid) AS "hasReplication",
+                r.rolsuper AS superuser, r.rolcreatedb AS "createDb", ${mayActAsOwner} AS "ownerMember",
+                current_database() AS "adminDatabase", ${serverMajor} AS "serverMajor"
          FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace JOIN pg_roles r ON r.rolname = current_user
          WHERE d.datname = $1`,
         [connection.database],
@@ -237,6 +243,8 @@ export class RestoreRepository {
       await client.query(
         `CREATE DATABASE ${id(name)} WITH TEMPLATE template0 OWNER ${id(like.owner)} ENCODING ${literal(like.encoding)}` +
           ` LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)}` +
+          // From 15 on the provider is copied from template0 unless named: the instance's is libc (see cannotStage).
+          (like.serverMajor >= 15 ? ' LOCALE_PROVIDER libc' : '') +
           // Naming a tablespace needs CREATE on it, which roles lack even on pg_default: only when it is another.
           (like.tablespace === 'pg_default' ? '' : ` TABLESPACE ${id(like.tablespace)}`) +
           ` CONNECTION LIMIT ${Number(like.connectionLimit)}`,
@@ -264,8 +272,8 @@ export class RestoreRepository {
   async renameDatabases(connection: ConnectionOptions, renames: Array<[from: string, to: string]>): Promise<void> {
     await this.withAdminClient(connection, async (client) => {
       for (let attempt = 1; ; attempt++) {
-        await terminate(client, renames.map(([from]) => from));
         try {
+          await terminate(client, renames.map(([from]) => from));
           await client.query('BEGIN');
           for (const [from, to] of renames) await client.query(`ALTER DATABASE ${client.escapeIdentifier(from)} RENAME TO ${client.escapeIdentifier(to)}`);
           await client.query('COMMIT');
@@ -306,9 +314,16 @@ export class RestoreRepository {
 
 const RENAME_ATTEMPTS = 5;
 
+/**
+ * Ends the client sessions on these databases that this role may end (its own roles', or any
+ * as a superuser): asking for others raises an error. Autovacuum workers are left alone;
+ * RENAME and DROP DATABASE stop them themselves.
+ */
 async function terminate(client: pg.Client, databases: string[]): Promise<number> {
   const { rows } = await client.query<{ terminated: boolean }>(
-    'SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()',
+    `SELECT pg_terminate_backend(a.pid) AS terminated FROM pg_stat_activity a
+     WHERE a.datname = ANY($1) AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+       AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(a.usesysid, 'USAGE'))`,
     [databases],
   );
   return rows.filter((row) => row.terminated).length;
@@ -329,9 +344,12 @@ export interface StagingFacts {
   hasSettings: boolean;
   hasComment: boolean;
   hasSecurityLabel: boolean;
+  hasReplication: boolean;
   superuser: boolean;
   createDb: boolean;
+  /** The role may act as the database's owner (RENAME, DROP, CREATE DATABASE ... OWNER). */
   ownerMember: boolean;
+  serverMajor: number;
   /** The database the admin session connected to (postgres or template1). */
   adminDatabase: string;
 }

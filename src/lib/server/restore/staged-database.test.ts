@@ -16,10 +16,12 @@ const facts: StagingFacts = {
   hasSettings: false,
   hasComment: false,
   hasSecurityLabel: false,
+  hasReplication: false,
   superuser: false,
   createDb: true,
   ownerMember: true,
   adminDatabase: 'postgres',
+  serverMajor: 15,
 };
 const dump = { kind: 'database' } as ValidatedDump;
 
@@ -37,8 +39,20 @@ describe('cannotStage', () => {
     ['granted privileges', { defaultPrivileges: false }, /privileges/],
     ['a comment', { hasComment: true }, /comment/],
     ['the admin database itself', { adminDatabase: 'immich' }, /system database/],
+    ['replication slots or subscriptions', { hasReplication: true }, /replication/],
+    ['PostgreSQL 14 and no superuser', { serverMajor: 14 }, /before PostgreSQL 15/],
   ] as const)('restores in place with %s', (_name, patch, reason) => {
     expect(cannotStage({ ...facts, ...patch }, dump, 'immich')).toMatch(reason);
+  });
+
+  it('never stages a database whose name is one a staged restore makes: the cleanup could drop it', () => {
+    for (const name of ['immich__lifeboat_replaced', 'immich__lifeboat_restoring', 'immich__lifeboat_failed', `${'d'.repeat(40)}__lifeboat_replaced`]) {
+      expect(cannotStage(facts, dump, name)).toMatch(/looks like one a staged restore makes/);
+    }
+  });
+
+  it('stages on PostgreSQL 14 as a superuser', () => {
+    expect(cannotStage({ ...facts, serverMajor: 14, superuser: true }, dump, 'immich')).toBeNull();
   });
 
   it('restores cluster dumps in place, and says so when the database is missing', () => {
@@ -53,7 +67,10 @@ describe('stagingNames', () => {
     const long = stagingNames('é'.repeat(40));
     for (const name of Object.values(long)) {
       expect(Buffer.byteLength(name)).toBeLessThanOrEqual(63);
-      expect(name).toMatch(/^(é)+__lifeboat_/);
+      expect(name).toMatch(/^(é)+_[0-9a-f]{8}__lifeboat_/);
+      expect(name).not.toBe('é'.repeat(40));
     }
+    // Two long names cut alike still get their own staging names.
+    expect(stagingNames(`${'x'.repeat(50)}_a`).staged).not.toBe(stagingNames(`${'x'.repeat(50)}_b`).staged);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ConnectionOptions } from '../db/connection';
 import type { RestoreRepository, StagingFacts } from '../repositories/restore.repository';
 import type { RestoreLog } from './restore-log';
@@ -32,56 +33,95 @@ export class StagedDatabase {
 
   /** Removes what an interrupted restore may have left, then creates the empty database to restore into. */
   async create(facts: StagingFacts): Promise<void> {
-    for (const name of [this.staged, this.replaced, this.failed]) await this.repository.dropDatabase(this.connection, name);
+    for (const name of [this.staged, this.replaced, this.failed]) await this.drop(name);
     await this.repository.createDatabaseLike(this.connection, this.staged, facts);
   }
 
   /** The restored database takes the instance's name; the previous one is kept aside until dropReplaced or swapBack. */
   async swapIn(): Promise<void> {
     const live = this.connection.database;
-    await this.repository.renameDatabases(this.connection, [
-      [live, this.replaced],
-      [this.staged, live],
-    ]);
+    try {
+      await this.repository.renameDatabases(this.connection, [
+        [live, this.replaced],
+        [this.staged, live],
+      ]);
+    } catch (error) {
+      // The connection may have been lost after the server committed: the names say what happened.
+      if (!(await this.namesAre({ present: [live, this.replaced], absent: [this.staged] }))) throw error;
+    }
     this.swapped = true;
   }
 
   /** After a failure before the swap: the half-made database goes; the live one was never touched. */
   async discard(): Promise<void> {
-    await this.repository.dropDatabase(this.connection, this.staged);
+    await this.drop(this.staged);
   }
 
-  /** The previous database gets its name back, and the restored one is dropped. */
+  /** The previous database gets its name back; the restored one is dropped (or by the next restore). */
   async swapBack(): Promise<void> {
     const live = this.connection.database;
-    await this.repository.renameDatabases(this.connection, [
-      [live, this.failed],
-      [this.replaced, live],
-    ]);
+    try {
+      await this.repository.renameDatabases(this.connection, [
+        [live, this.failed],
+        [this.replaced, live],
+      ]);
+    } catch (error) {
+      if (!(await this.namesAre({ present: [live, this.failed], absent: [this.replaced] }))) throw error;
+    }
     this.swapped = false;
-    await this.repository.dropDatabase(this.connection, this.failed);
+    await this.drop(this.failed).catch(() => undefined);
   }
 
   async dropReplaced(): Promise<void> {
-    await this.repository.dropDatabase(this.connection, this.replaced);
+    await this.drop(this.replaced);
+  }
+
+  /** Only ever one of the staging names: never the instance's own (see cannotStage). */
+  private async drop(name: string): Promise<void> {
+    if (name === this.connection.database) throw new Error(`Refusing to drop the instance database "${name}"`);
+    await this.repository.dropDatabase(this.connection, name);
+  }
+
+  private async namesAre(expected: { present: string[]; absent: string[] }): Promise<boolean> {
+    try {
+      for (const name of expected.present) if (!(await this.repository.databaseExists(this.connection, name))) return false;
+      for (const name of expected.absent) if (await this.repository.databaseExists(this.connection, name)) return false;
+      return true;
+    } catch {
+      return false;
+    }
   }
 }
 
+const SUFFIXES = { staged: '__lifeboat_restoring', replaced: '__lifeboat_replaced', failed: '__lifeboat_failed' } as const;
+
 /** Fixed per instance database, so that what a crash leaves behind is found and removed by the next restore. */
 export function stagingNames(database: string): { staged: string; replaced: string; failed: string } {
-  // Identifiers are at most 63 bytes; the suffixes fit after 40.
-  const base = Buffer.from(database).subarray(0, 40).toString().replace(/\uFFFD+$/, '');
-  return { staged: `${base}__lifeboat_restoring`, replaced: `${base}__lifeboat_replaced`, failed: `${base}__lifeboat_failed` };
+  // Identifiers are at most 63 bytes. A longer name is cut, with a hash of the whole so that two names cut alike differ.
+  let base = database;
+  if (Buffer.byteLength(database) > 40) {
+    const hash = createHash('sha256').update(database).digest('hex').slice(0, 8);
+    base = `${Buffer.from(database).subarray(0, 31).toString().replace(/\uFFFD+$/, '')}_${hash}`;
+  }
+  return { staged: `${base}${SUFFIXES.staged}`, replaced: `${base}${SUFFIXES.replaced}`, failed: `${base}${SUFFIXES.failed}` };
 }
 
 /** Why the restore cannot be staged, or null when it can: then nothing the dump does not hold is lost by the swap. */
 export function cannotStage(facts: StagingFacts | null, dump: ValidatedDump, database: string): string | null {
   if (!facts) return `the database "${database}" was not found`;
+  // A database that itself carries a staging name (say, one kept aside, then used): its names could meet the instance's.
+  const names = stagingNames(database);
+  if (Object.values(SUFFIXES).some((suffix) => database.endsWith(suffix)) || Object.values(names).includes(database)) {
+    return `the database name "${database}" looks like one a staged restore makes`;
+  }
   // pg_dumpall keeps per-role settings of the database (ALTER ROLE ... IN DATABASE): those would stay with the replaced one.
   if (dump.kind === 'cluster') return 'a cluster dump can carry settings tied to the live database';
   if (!facts.superuser && !(facts.createDb && facts.ownerMember)) return 'the database role may not create databases (CREATEDB) or does not own this one';
   if (facts.adminDatabase === database || facts.isTemplate) return `"${database}" is a system database`;
   if (facts.localeProvider !== 'c') return 'the database uses an ICU or builtin locale';
+  // Before 15, template0's public schema belongs to the bootstrap superuser: the schema reset would fail.
+  if (facts.serverMajor < 15 && !facts.superuser) return 'before PostgreSQL 15 only a superuser can reset the public schema of a new database';
+  if (facts.hasReplication) return 'the database has replication slots or subscriptions, which stay with it';
   if (!facts.defaultPrivileges || facts.hasSettings || facts.hasComment || facts.hasSecurityLabel) {
     return 'the database has its own privileges, settings, comment or security label, which a new database would not have';
   }
@@ -90,8 +130,14 @@ export function cannotStage(facts: StagingFacts | null, dump: ValidatedDump, dat
 
 /** Chooses how to restore: staged when nothing would be lost by it, else in place (one transaction in the live database). */
 export async function planStaging(repository: RestoreRepository, connection: ConnectionOptions, dump: ValidatedDump, log: RestoreLog): Promise<StagedDatabase | null> {
-  const facts = await repository.stagingFacts(connection).catch(() => null);
-  const reason = cannotStage(facts, dump, connection.database);
+  let reason: string | null;
+  let facts: StagingFacts | null = null;
+  try {
+    facts = await repository.stagingFacts(connection);
+    reason = cannotStage(facts, dump, connection.database);
+  } catch (error) {
+    reason = `the database could not be inspected: ${(error as Error).message}`;
+  }
   if (reason) {
     await log.info(`Restoring in place, in one transaction (${reason})`);
     return null;

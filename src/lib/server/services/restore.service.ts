@@ -101,12 +101,14 @@ export class RestoreService {
 
   /** On shutdown: kill psql (its transaction rolls back) and record the interruption. */
   async abort(): Promise<void> {
+    const run = this.current;
+    if (run) {
+      run.controller.abort(new Error(SHUTDOWN));
+      await run.done.catch(() => undefined);
+    }
+    // After the run: one that succeeded meanwhile starts no background work (see launch), but one already running is stopped.
     this.stopBackground?.();
     await this.background;
-    const run = this.current;
-    if (!run) return;
-    run.controller.abort(new Error(SHUTDOWN));
-    await run.done.catch(() => undefined);
   }
 
   get running(): boolean {
@@ -155,7 +157,7 @@ export class RestoreService {
         this.current = null;
       })
       .then((result) => {
-        if (result) this.background = this.afterRestore(result);
+        if (result && !controller.signal.aborted) this.background = this.afterRestore(result);
         return this.host.maintenance.status;
       });
     this.current = { controller, done };
@@ -185,7 +187,8 @@ export class RestoreService {
         this.host.log(`Restore point compressed: ${compressed}`);
       });
     } catch (error) {
-      this.host.log(`The restore point ${name} stays uncompressed: ${(error as Error).message}`);
+      const leftover = staged ? '; if the replaced database is still there, the next restore drops it' : '';
+      this.host.log(`After the restore: ${(error as Error).message}. The restore point ${name} stays uncompressed${leftover}`);
     } finally {
       this.stopBackground = null;
     }
