@@ -40,15 +40,10 @@ export class StagedDatabase {
   /** The restored database takes the instance's name; the previous one is kept aside until dropReplaced or swapBack. */
   async swapIn(): Promise<void> {
     const live = this.connection.database;
-    try {
-      await this.repository.renameDatabases(this.connection, [
-        [live, this.replaced],
-        [this.staged, live],
-      ]);
-    } catch (error) {
-      // The connection may have been lost after the server committed: the names say what happened.
-      if (!(await this.namesAre({ present: [live, this.replaced], absent: [this.staged] }))) throw error;
-    }
+    await this.rename([
+      [live, this.replaced],
+      [this.staged, live],
+    ]);
     this.swapped = true;
   }
 
@@ -60,14 +55,10 @@ export class StagedDatabase {
   /** The previous database gets its name back; the restored one is dropped (or by the next restore). */
   async swapBack(): Promise<void> {
     const live = this.connection.database;
-    try {
-      await this.repository.renameDatabases(this.connection, [
-        [live, this.failed],
-        [this.replaced, live],
-      ]);
-    } catch (error) {
-      if (!(await this.namesAre({ present: [live, this.failed], absent: [this.replaced] }))) throw error;
-    }
+    await this.rename([
+      [live, this.failed],
+      [this.replaced, live],
+    ]);
     this.swapped = false;
     await this.drop(this.failed).catch(() => undefined);
   }
@@ -80,6 +71,17 @@ export class StagedDatabase {
   private async drop(name: string): Promise<void> {
     if (name === this.connection.database) throw new Error(`Refusing to drop the instance database "${name}"`);
     await this.repository.dropDatabase(this.connection, name);
+  }
+
+  /** Two renames in one transaction: a chain, so the first one's old name is the last one's new name. */
+  private async rename(renames: Array<[from: string, to: string]>): Promise<void> {
+    try {
+      await this.repository.renameDatabases(this.connection, renames);
+    } catch (error) {
+      // The connection may have been lost after the server committed: the names say what happened.
+      const [[first, aside], [incoming]] = renames;
+      if (!(await this.namesAre({ present: [first, aside], absent: [incoming] }))) throw error;
+    }
   }
 
   private async namesAre(expected: { present: string[]; absent: string[] }): Promise<boolean> {
