@@ -1,7 +1,7 @@
 /**
  * Restore stream filter: sits between the (gunzipped) dump and
- * `psql --single-transaction -v ON_ERROR_STOP=1 --no-psqlrc`, connected to the
- * instance database as a superuser.
+ * psql (one transaction, `-v ON_ERROR_STOP=1 --no-psqlrc`), connected to the
+ * database being restored (the instance's, or a staged restore's new one).
  *
  * Dumps may be uploaded, so they are hostile input. psql runs a backslash
  * meta-command (`\! cmd` runs a shell on this host) wherever its lexer sees a
