@@ -56,6 +56,14 @@ async function leftovers(database: string): Promise<string[]> {
   return rows.map((row) => row.datname);
 }
 
+/** A hand-edited dump: it commits before the assets' data, then fails near its end. */
+function commitsHalfWay(app: TestInstance['app'], backup: string, name: string): void {
+  editDump(app, backup, name, (sql) => {
+    const copy = sql.indexOf('COPY public.assets');
+    return beforeEnd(`${sql.slice(0, copy)}COMMIT;\n${sql.slice(copy)}`, 'INSERT INTO public.no_such_table VALUES (1);');
+  });
+}
+
 async function restore(app: TestInstance['app'], name: string) {
   return app.restore.restore(await app.restore.validate(name), { by: 'the test' });
 }
@@ -141,10 +149,7 @@ describe('restore', () => {
     const { app, backup } = await seeded();
     await changeData(app.db);
     const current = await snapshot(app.db);
-    editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {
-      const copy = sql.indexOf('COPY public.assets');
-      return beforeEnd(`${sql.slice(0, copy)}COMMIT;\n${sql.slice(copy)}`, 'INSERT INTO public.no_such_table VALUES (1);');
-    });
+    commitsHalfWay(app, backup, 'uploaded-commits.sql.gz');
 
     const status = await restore(app, 'uploaded-commits.sql.gz');
 
@@ -224,10 +229,7 @@ describe('restore', () => {
     const { app, backup } = await seededAsOwner({ createDb: false });
     await changeData(app.db);
     const current = await snapshot(app.db);
-    editDump(app, backup, 'uploaded-commits.sql.gz', (sql) => {
-      const copy = sql.indexOf('COPY public.assets');
-      return beforeEnd(`${sql.slice(0, copy)}COMMIT;\n${sql.slice(copy)}`, 'INSERT INTO public.no_such_table VALUES (1);');
-    });
+    commitsHalfWay(app, backup, 'uploaded-commits.sql.gz');
 
     const status = await restore(app, 'uploaded-commits.sql.gz');
 
