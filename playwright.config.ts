@@ -7,7 +7,8 @@ export default defineConfig({
   testDir: 'e2e',
   testMatch: '**/*.e2e.ts',
   outputDir: 'test-results',
-  timeout: 120_000,
+  // Each test starts its own instance (initdb, server) and may run restores: generous on a shared 2-core machine.
+  timeout: 300_000,
   expect: { timeout: 15_000 },
   fullyParallel: false,
   workers: process.env.CI ? 1 : 2,

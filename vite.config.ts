@@ -7,8 +7,9 @@ export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'tests/**/*.test.ts'],
     globalSetup: ['tests/global-setup.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Generous: a test may start a cluster, run pg_dump and psql, on a shared 2-core machine.
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
     // Integration tests share one PostgreSQL cluster; each file makes its own databases.
     fileParallelism: false,
   },

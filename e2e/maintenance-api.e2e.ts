@@ -13,11 +13,16 @@ async function signedInAdmin(request: APIRequestContext) {
   expect((await request.post('/api/auth/login', { data: { email: ADMIN.email, password: ADMIN.password } })).status()).toBe(201);
 }
 
+/** Starts a backup and waits until its job is over (the file appears a moment before the job lets go of the lock). */
 async function backUp(request: APIRequestContext): Promise<string> {
   expect((await request.post('/api/jobs', { data: { name: 'backup-database' } })).status()).toBe(201);
   let name: string | undefined;
   await expect
-    .poll(async () => (name = ((await (await request.get('/api/admin/database-backups')).json()) as { backups: BackupFile[] }).backups.find((b) => b.kind === 'routine')?.filename))
+    .poll(async () => {
+      const [queue] = await (await request.get('/api/jobs')).json();
+      name = queue.active === 0 && queue.lastRun?.result === 'success' ? queue.lastRun.filename : undefined;
+      return name;
+    })
     .toBeTruthy();
   return name!;
 }

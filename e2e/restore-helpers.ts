@@ -28,10 +28,12 @@ export async function backUp(page: Page): Promise<BackupFile> {
   const before = new Set((await list()).map((b) => b.filename));
   const started = await page.request.post('/api/jobs', { data: { name: 'backup-database' } });
   expect(started.status(), await started.text()).toBe(201);
-  let made: BackupFile | undefined;
+  // The job's end, not the file's appearance: the job holds the lock a moment longer (retention, history).
   await expect
-    .poll(async () => (made = (await list()).find((b) => b.kind === 'routine' && !before.has(b.filename))), { timeout: 60_000 })
-    .toBeTruthy();
+    .poll(async () => ((await (await page.request.get('/api/jobs')).json()) as Array<{ active: number }>)[0].active, { timeout: 60_000 })
+    .toBe(0);
+  const made = (await list()).find((b) => b.kind === 'routine' && !before.has(b.filename));
+  expect(made, 'the new backup in the list').toBeTruthy();
   return made!;
 }
 

@@ -10,7 +10,8 @@ import { EmbeddedCluster } from '../src/lib/server/db/embedded-cluster';
 const root = mkdtempSync(join(tmpdir(), 'lifeboat-cluster-'));
 chmodSync(root, 0o755);
 const dataDir = join(root, 'data');
-const port = 40000 + Math.floor(Math.random() * 20000);
+// Below the kernel's ephemeral range (32768+), where other tests' servers (listening on port 0) land.
+const port = 20000 + Math.floor(Math.random() * 10000);
 const clusters: EmbeddedCluster[] = [];
 
 function cluster(): EmbeddedCluster {

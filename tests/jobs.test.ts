@@ -282,11 +282,13 @@ describe('GET /api/jobs/events (Server-Sent Events)', () => {
     expect(instance.app.jobs.subscriberCount).toBe(before + 1);
 
     await instance.app.jobs.create('backup-database');
-    await stream.readUntil((events) => events.some((statuses) => statuses[0].completed === completedBefore + 1));
+    await stream.readUntil((events) => events.some((statuses) => statuses[0].completed === completedBefore + 1 && statuses[0].active === 0));
     const running = stream.events.filter((statuses) => statuses[0].active === 1);
     expect(running.length).toBeGreaterThan(0);
     expect(running.at(-1)![0].progressBytes).toBeGreaterThan(0);
     expect(stream.events.at(-1)![0]).toMatchObject({ active: 0, progressBytes: null, lastRun: { result: 'success' } });
+    // No late progress tick shows the job as both counted and still running.
+    expect(stream.events.filter((statuses) => statuses[0].completed > completedBefore && statuses[0].active === 1)).toEqual([]);
 
     stream.controller.abort();
     await until(() => instance.app.jobs.subscriberCount === before, 'the subscription to end');

@@ -43,7 +43,7 @@ describe('a restore killed with SIGKILL during the restore step', () => {
     rmSync(uploadLocation, { recursive: true, force: true });
   });
 
-  it('leaves the database intact (old or new, never a mix) and the maintenance state visible after a restart', { timeout: 180_000 }, async () => {
+  it('leaves the database intact (old or new, never a mix) and the maintenance state visible after a restart', async () => {
     database = await createDatabase('crash');
     const { host, port, user } = testCluster();
     const env = { UPLOAD_LOCATION: uploadLocation, DB_HOSTNAME: host, DB_PORT: String(port), DB_USERNAME: user, DB_DATABASE_NAME: database };
@@ -126,7 +126,7 @@ describe('the process feeding psql dies at a statement boundary', () => {
 
   // psql --single-transaction would COMMIT here (its input simply ended); Lifeboat's COMMIT
   // comes only after a complete dump, so psql exits and PostgreSQL rolls everything back.
-  it('commits nothing: the schema reset and the statements already run are rolled back', { timeout: 60_000 }, async () => {
+  it('commits nothing: the schema reset and the statements already run are rolled back', async () => {
     database = await createDatabase('fifo');
     await withClient(database, async (client) => {
       await migrate(client);

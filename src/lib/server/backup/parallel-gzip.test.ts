@@ -178,8 +178,10 @@ describe('createParallelGzip', () => {
     gz.write(randomBytes(5000));
     expect(zlibHooks.active).toBe(4);
     gz.destroy();
-    await sleep(60);
-    expect(zlibHooks.active).toBe(0);
+    // The calls already under way still finish (20 ms each, longer on a loaded machine)...
+    await vi.waitFor(() => expect(zlibHooks.active).toBe(0), { timeout: 10_000, interval: 5 });
+    await sleep(5);
+    // ...and their results go nowhere.
     expect(data).toEqual([]);
     expect(errors).toEqual([]);
   });

@@ -137,8 +137,7 @@ export class JobService {
   }
 
   private broadcast(): void {
-    if (this.progressTimer) clearTimeout(this.progressTimer);
-    this.progressTimer = null;
+    this.cancelProgressTick();
     this.lastProgressAt = Date.now();
     const statuses = this.snapshot();
     for (const listener of this.listeners) {
@@ -148,6 +147,11 @@ export class JobService {
         // A closed stream must not stop the others (it unsubscribes itself).
       }
     }
+  }
+
+  private cancelProgressTick(): void {
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressTimer = null;
   }
 
   /** Progress ticks come per chunk: broadcast at most a few times a second, and always the latest. */
@@ -192,6 +196,8 @@ export class JobService {
       queue.running = { startedAt: startedAt.toISOString(), pid: process.pid };
       await this.persist();
       const { filename, filesize } = await this.deps.backups.createBackup({ kind: 'routine', signal, onBytes: (bytes) => this.progress(bytes) });
+      // No late progress tick after this: the next broadcast is the finished job's (in start()).
+      this.cancelProgressTick();
       result = { result: 'success', startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), error: null, filename };
       queue.completed++;
       queue.lastSuccessAt = startedAt.toISOString();

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import type { MaintenanceAction, MaintenanceStatus, MaintenanceTask } from '../../shared/types';
 import type { StorageRepository } from '../repositories/storage.repository';
@@ -41,7 +40,9 @@ export class MaintenanceService {
   private lastStored = 0;
   /** Writes are queued: two rename()s of the same .tmp must never race. */
   private writing: Promise<void> = Promise.resolve();
-  private watching = false;
+  private watcher: NodeJS.Timeout | null = null;
+  /** The state file as last read or written here: a different one means another process changed it. */
+  private seen = '';
 
   constructor(
     private readonly stateDir: string,
@@ -55,6 +56,8 @@ export class MaintenanceService {
   /** Loads the state at start. Work that was running when its process died is reported, never replayed. */
   async load(): Promise<MaintenanceStatus> {
     await this.storage.mkdir(this.stateDir);
+    // Taken before the read: a change made after it is picked up by watch(), never lost in between.
+    this.seen = await this.signature();
     const stored = normalise(await this.storage.readJson<Partial<StoredState> & { tokenHash?: string | null }>(this.file));
     if (!stored) return this.status;
     this.state = stored;
@@ -79,23 +82,41 @@ export class MaintenanceService {
     return this.status;
   }
 
-  /** Follows changes made by another process (the command line, or the web server). */
-  watch(): void {
-    if (this.watching) return;
-    this.watching = true;
-    watchFile(this.file, { interval: 500, persistent: false }, () => void this.reload());
+  /**
+   * Follows changes made by another process (the command line, or the web server). Polls the
+   * file's identity against what load() or the last read saw, so a change made between load()
+   * and watch() is not missed (fs.watchFile only reports changes after its own first look).
+   */
+  watch(intervalMs = 500): void {
+    if (this.watcher) return;
+    let busy = false;
+    this.watcher = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void this.reloadIfChanged().finally(() => (busy = false));
+    }, intervalMs);
+    this.watcher.unref();
   }
 
   close(): void {
-    if (this.watching) unwatchFile(this.file);
-    this.watching = false;
+    if (this.watcher) clearInterval(this.watcher);
+    this.watcher = null;
   }
 
-  private async reload(): Promise<void> {
+  private async reloadIfChanged(): Promise<void> {
+    const signature = await this.signature();
+    if (signature === this.seen) return;
+    this.seen = signature;
     const stored = normalise(await this.storage.readJson<StoredState>(this.file).catch(() => null));
     if (!stored || stored.pid === process.pid) return;
     this.state = stored;
     for (const listener of this.listeners) listener(stored.status);
+  }
+
+  /** Every write replaces the file (rename), so its inode changes; mtime and size back that up. */
+  private async signature(): Promise<string> {
+    const stats = await this.storage.stat(this.file).catch(() => null);
+    return stats ? `${stats.ino}:${stats.mtimeMs}:${stats.size}` : 'missing';
   }
 
   get status(): MaintenanceStatus {

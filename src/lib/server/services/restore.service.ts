@@ -74,6 +74,9 @@ export class RestoreService {
    */
   async startRestore(name: unknown, options: { by: string; token?: string }): Promise<{ token: string | null; status: MaintenanceStatus }> {
     const dump = await this.validate(name);
+    // A failed restore reports its end a moment before it lets go of the lock (it closes its
+    // file): a "restore the restore point" clicked at once waits for that rather than get 409.
+    if (this.current && !this.host.maintenance.isRunning()) await this.current.done;
     const release = this.host.lock.acquire('restore');
     let entered: { token: string | null; wasActive: boolean };
     try {
