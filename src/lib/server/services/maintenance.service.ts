@@ -41,7 +41,7 @@ export class MaintenanceService {
   /** Writes are queued: two rename()s of the same .tmp must never race. */
   private writing: Promise<void> = Promise.resolve();
   private watcher: NodeJS.Timeout | null = null;
-  /** The state file as last read or written here: a different one means another process changed it. */
+  /** The state file as load() or the watcher last saw it (inode, mtime, size): any change is read; our own writes are then ignored by pid. */
   private seen = '';
 
   constructor(
