@@ -1,6 +1,6 @@
 import { test as base, expect, type Page } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,13 @@ export async function signUpAdmin(page: Page, admin = ADMIN) {
   await page.getByLabel('Confirm password').fill(admin.password);
   await page.getByRole('button', { name: 'Sign up' }).click();
   await expect(page.getByRole('heading', { name: 'Administration' })).toBeVisible();
+}
+
+/** The setup code of an instance started over an old library, as its owner finds it: in the file, and the same in the log. */
+export function setupCodeOf(instance: Instance): string {
+  const code = readFileSync(join(instance.uploadLocation, '.lifeboat', 'setup-code'), 'utf8').trim();
+  expect(instance.output()).toContain(`Setup code: ${code}`);
+  return code;
 }
 
 export async function signIn(page: Page, user: { email: string; password: string }) {

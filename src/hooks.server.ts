@@ -1,9 +1,8 @@
-import { json, redirect, type Handle, type HandleServerError, type RequestEvent, type ServerInit } from '@sveltejs/kit';
+import { json, redirect, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
 import { Lifeboat } from '$lib/server/app';
 import { loadConfig } from '$lib/server/config';
 import { instance, setInstance } from '$lib/server/instance';
-import { SESSION_COOKIE } from '$lib/server/services/auth.service';
-import { MAINTENANCE_COOKIE } from '$lib/server/services/maintenance.service';
+import { credentialsOf, resolveAccess } from '$lib/server/http/access';
 import { registerNodeBridge } from '$lib/server/http/node-bridge';
 import { registerUploadRoute } from '$lib/server/http/upload-route';
 
@@ -12,6 +11,8 @@ export const init: ServerInit = async () => {
   setInstance(app);
   registerNodeBridge(app);
   registerUploadRoute(app);
+  // On a reinstall over an old library: the setup code, in the log at start.
+  await app.firstRun.announce();
   await app.startScheduler();
 };
 
@@ -27,36 +28,23 @@ function allowedInMaintenance(path: string): boolean {
   );
 }
 
-function sessionUser(event: RequestEvent) {
-  const bearer = event.request.headers.get('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
-  const token = bearer ?? event.cookies.get(SESSION_COOKIE);
-  return token ? instance().auth.validateToken(token) : Promise.resolve(null);
-}
-
 const PUBLIC_PAGES = ['/welcome', '/auth/login', '/auth/register'];
 
 export const handle: Handle = async ({ event, resolve }) => {
   const app = instance();
   const path = event.url.pathname;
   const isApi = path.startsWith('/api/');
-  const maintenanceToken = event.cookies.get(MAINTENANCE_COOKIE);
-  event.locals.maintenanceAdmin = app.maintenance.validateToken(maintenanceToken);
-  event.locals.user = null;
+  const inMaintenance = app.maintenance.isActive();
 
-  if (app.maintenance.isActive()) {
-    if (!allowedInMaintenance(path)) {
-      if (isApi) return json({ message: 'Server is in maintenance mode' }, { status: 503 });
-      redirect(307, '/maintenance');
-    }
-    // Admin sessions count on what stays open (e.g. any admin may end maintenance), except
-    // while a restore may be replacing the sessions table: then only the maintenance token does.
-    if ((isApi || path === '/maintenance') && !event.locals.maintenanceAdmin && !app.maintenance.isRunning()) {
-      event.locals.user = await sessionUser(event).catch(() => null);
-    }
-    return resolve(event);
+  if (inMaintenance && !allowedInMaintenance(path)) {
+    if (isApi) return json({ message: 'Server is in maintenance mode' }, { status: 503 });
+    redirect(307, '/maintenance');
   }
-
-  event.locals.user = await sessionUser(event);
+  // Who is asking, by the rules of access.ts (the upload route uses the same).
+  const { user, maintenanceAdmin } = await resolveAccess(app, credentialsOf(event));
+  event.locals.user = user;
+  event.locals.maintenanceAdmin = maintenanceAdmin;
+  if (inMaintenance) return resolve(event);
 
   if (!isApi && !path.startsWith('/_app/')) {
     if (path === '/maintenance') redirect(307, '/');

@@ -53,7 +53,7 @@ export interface TestInstance {
 }
 
 /** A whole app on its own database and temporary UPLOAD_LOCATION, as the web server and CLI start it. */
-export async function startInstance(options: { database?: string; env?: Record<string, string> } = {}): Promise<TestInstance> {
+export async function startInstance(options: { database?: string; env?: Record<string, string>; log?: (line: string) => void } = {}): Promise<TestInstance> {
   const database = options.database ?? (await createDatabase('app'));
   const uploadLocation = mkdtempSync(join(tmpdir(), 'lifeboat-upload-'));
   const { host, port, user } = testCluster();
@@ -65,7 +65,7 @@ export async function startInstance(options: { database?: string; env?: Record<s
     DB_DATABASE_NAME: database,
     ...options.env,
   };
-  const app = await Lifeboat.start(loadConfig(env), { log: () => undefined });
+  const app = await Lifeboat.start(loadConfig(env), { log: options.log ?? (() => undefined) });
   return {
     app,
     database,

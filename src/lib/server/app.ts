@@ -10,6 +10,7 @@ import { UserRepository } from './repositories/user.repository';
 import { AssetService } from './services/asset.service';
 import { AuthService } from './services/auth.service';
 import { DatabaseBackupService } from './services/database-backup.service';
+import { FirstRunService } from './services/first-run.service';
 import { JobService } from './services/job.service';
 import { SystemConfigService } from './services/system-config.service';
 import { OperationLock } from './services/operation-lock';
@@ -48,6 +49,8 @@ export class Lifeboat {
   readonly systemConfig: SystemConfigService;
   readonly jobs: JobService;
   readonly restore: RestoreService;
+  /** Admin sign-up and the first-run wizard's token; the setup code on a reinstall over old backups. */
+  readonly firstRun: FirstRunService;
   private onboarded = false;
   private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
 
@@ -81,6 +84,7 @@ export class Lifeboat {
     // Registered first, so it runs last among hooks but before the database stops: a running backup is cancelled cleanly.
     this.onShutdown(() => this.jobs.stop());
     this.restore = new RestoreService(this);
+    this.firstRun = new FirstRunService({ auth: this.auth, maintenance: this.maintenance, backups: this.backups, codeFile: join(stateDir, 'setup-code'), log });
     // A running restore is aborted safely (psql killed: its transaction rolls back) and recorded.
     this.onShutdown(() => this.restore.abort());
     this.onShutdown(() => this.maintenance.close());

@@ -1,11 +1,11 @@
 import { error, json, type RequestEvent } from '@sveltejs/kit';
 import { ServiceError } from '../services/errors';
+import { adminRefusal } from './access';
 
 /** Admin APIs: 401 for anonymous, 403 for non-admins. The maintenance admin passes while maintenance runs. */
 export function requireAdmin(locals: App.Locals): void {
-  if (locals.maintenanceAdmin) return;
-  if (!locals.user) error(401, 'Authentication required');
-  if (!locals.user.isAdmin) error(403, 'Forbidden: administrators only');
+  const refusal = adminRefusal(locals);
+  if (refusal) error(refusal.status, refusal.message);
 }
 
 export function requireUser(locals: App.Locals) {
@@ -13,11 +13,13 @@ export function requireUser(locals: App.Locals) {
   return locals.user;
 }
 
-/** Reads a JSON body; a malformed one is the client's error, not ours. */
-export async function jsonBody(event: RequestEvent): Promise<Record<string, unknown>> {
+/** Reads a JSON body; a malformed one is the client's error, not ours. `optional`: no body reads as {}. */
+export async function jsonBody(event: RequestEvent, options: { optional?: boolean } = {}): Promise<Record<string, unknown>> {
   let body: unknown;
   try {
-    body = await event.request.json();
+    const text = await event.request.text();
+    if (options.optional && !text.trim()) return {};
+    body = JSON.parse(text);
   } catch {
     error(400, 'The request body must be JSON');
   }

@@ -3,10 +3,9 @@ import { basename } from 'node:path';
 import multer from 'multer';
 import type { Lifeboat } from '../app';
 import { UploadRepository } from '../repositories/upload.repository';
-import { SESSION_COOKIE } from '../services/auth.service';
 import { BackupUploadService, UploadTooLargeError } from '../services/backup-upload.service';
-import { badRequest, forbidden, ServiceError, unauthorized } from '../services/errors';
-import { MAINTENANCE_COOKIE } from '../services/maintenance.service';
+import { badRequest, forbidden, ServiceError } from '../services/errors';
+import { adminRefusal, credentialsOfNode, resolveAccess } from './access';
 import { registerNodeRoute } from './node-bridge';
 import { checkingDiskStorage, type GzipChecked } from './upload-storage';
 
@@ -114,19 +113,10 @@ function receive(req: IncomingMessage, service: BackupUploadService, temps: stri
   });
 }
 
-/**
- * The same rules as the admin APIs (hooks.server.ts): the maintenance admin, or an admin
- * session, except while a restore may be replacing the sessions table.
- */
+/** The admin APIs' rule (access.ts), as hooks.server.ts applies it to every SvelteKit route. */
 async function authorize(req: IncomingMessage, app: Lifeboat): Promise<void> {
-  const cookies = parseCookies(req.headers.cookie);
-  if (app.maintenance.validateToken(cookies[MAINTENANCE_COOKIE])) return;
-  if (app.maintenance.isRunning()) throw unauthorized();
-  const bearer = req.headers.authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
-  const token = bearer ?? cookies[SESSION_COOKIE];
-  const user = token ? await app.auth.validateToken(token) : null;
-  if (!user) throw unauthorized();
-  if (!user.isAdmin) throw forbidden();
+  const refusal = adminRefusal(await resolveAccess(app, credentialsOfNode(req)));
+  if (refusal) throw refusal;
 }
 
 function sameOrigin(req: IncomingMessage): boolean {
@@ -139,22 +129,6 @@ function sameOrigin(req: IncomingMessage): boolean {
   } catch {
     return false;
   }
-}
-
-function parseCookies(header: string | undefined): Record<string, string> {
-  const cookies: Record<string, string> = {};
-  for (const part of (header ?? '').split(';')) {
-    const index = part.indexOf('=');
-    if (index < 0) continue;
-    const name = part.slice(0, index).trim();
-    if (!name || name in cookies) continue;
-    try {
-      cookies[name] = decodeURIComponent(part.slice(index + 1).trim());
-    } catch {
-      cookies[name] = part.slice(index + 1).trim();
-    }
-  }
-  return cookies;
 }
 
 function sendError(res: ServerResponse, error: unknown): void {

@@ -1,8 +1,7 @@
 import { error } from '@sveltejs/kit';
 import { handle, jsonBody, requireAdmin } from '$lib/server/http/guards';
-import { setMaintenanceCookie } from '$lib/server/http/maintenance-access';
+import { credentialsOf, setMaintenanceCookie } from '$lib/server/http/access';
 import { instance } from '$lib/server/instance';
-import { MAINTENANCE_COOKIE } from '$lib/server/services/maintenance.service';
 
 /**
  * {action: "start"} enters maintenance mode (201); {action: "end"} leaves it after the
@@ -14,7 +13,7 @@ export const POST = async (event) => {
   const body = await jsonBody(event);
   const app = instance();
   const by = event.locals.user?.email ?? 'the maintenance administrator';
-  const token = event.cookies.get(MAINTENANCE_COOKIE);
+  const token = credentialsOf(event).maintenanceToken ?? undefined;
   const secure = event.url.protocol === 'https:';
   switch (body.action) {
     case 'start':

@@ -1,5 +1,5 @@
 import { handle, jsonBody } from '$lib/server/http/guards';
-import { setSessionCookie } from '$lib/server/http/session-cookie';
+import { setSessionCookie } from '$lib/server/http/access';
 import { instance } from '$lib/server/instance';
 
 export const POST = async (event) => {

@@ -1,12 +1,11 @@
-import { SESSION_COOKIE } from '$lib/server/services/auth.service';
+import { clearSessionCookie, credentialsOf } from '$lib/server/http/access';
 import { handle } from '$lib/server/http/guards';
-import { clearSessionCookie } from '$lib/server/http/session-cookie';
 import { instance } from '$lib/server/instance';
 
-export const POST = async ({ cookies, request }) =>
+export const POST = async (event) =>
   handle(async () => {
-    const token = request.headers.get('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1] ?? cookies.get(SESSION_COOKIE);
-    if (token) await instance().auth.logout(token);
-    clearSessionCookie(cookies);
+    const { sessionToken } = credentialsOf(event);
+    if (sessionToken) await instance().auth.logout(sessionToken);
+    clearSessionCookie(event.cookies);
     return { successful: true, redirectUri: '/auth/login' };
   });

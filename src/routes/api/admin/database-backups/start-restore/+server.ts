@@ -1,13 +1,16 @@
-import { handle } from '$lib/server/http/guards';
-import { setMaintenanceCookie } from '$lib/server/http/maintenance-access';
+import { handle, jsonBody } from '$lib/server/http/guards';
+import { setMaintenanceCookie } from '$lib/server/http/access';
 import { instance } from '$lib/server/instance';
-import { OnboardingRestoreService } from '$lib/server/services/onboarding-restore.service';
 
-/** Welcome page → "Restore from backup": only while the instance has no admin. */
-export const POST = ({ cookies, url }) =>
-  handle(async () => {
-    const app = instance();
-    const token = await new OnboardingRestoreService(app.auth, app.maintenance).start();
-    setMaintenanceCookie(cookies, token, url.protocol === 'https:');
+/**
+ * Welcome page → "Restore from backup": only while the instance has no admin. When its
+ * backups folder already holds backups, the body must carry {"setupCode": "…"} (401 without, 403 wrong).
+ */
+export const POST = async (event) => {
+  const body = await jsonBody(event, { optional: true });
+  return handle(async () => {
+    const token = await instance().firstRun.startRestore(body.setupCode);
+    setMaintenanceCookie(event.cookies, token, event.url.protocol === 'https:');
     return { maintenanceMode: true };
   }, 201);
+};

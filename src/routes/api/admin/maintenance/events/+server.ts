@@ -1,4 +1,4 @@
-import { canSeeMaintenanceDetails } from '$lib/server/http/maintenance-access';
+import { canSeeMaintenanceDetails } from '$lib/server/http/access';
 import { instance } from '$lib/server/instance';
 import { RUNNING_TASKS } from '$lib/server/services/maintenance.service';
 import type { MaintenanceStatus } from '$lib/shared/types';
@@ -9,9 +9,9 @@ const HEARTBEAT_MS = 1000;
  * Server-Sent Events: the current status first (with the whole log, so a late subscriber
  * misses nothing), then every change, and at least one event a second while a step runs.
  */
-export const GET = ({ locals, cookies }) => {
+export const GET = (event) => {
   const { maintenance } = instance();
-  const privileged = canSeeMaintenanceDetails(locals, cookies, maintenance);
+  const privileged = canSeeMaintenanceDetails(event, maintenance);
   const encoder = new TextEncoder();
   let stop = () => {};
   const stream = new ReadableStream<Uint8Array>({
