@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       host: '0.0.0.0',
       uploadMaxBytes: 20480 * 1024 * 1024,
       childTimeoutMs: 360 * 60 * 1000,
+      restoreAllowPrivileged: false,
     });
   });
 
@@ -40,6 +41,7 @@ describe('loadConfig', () => {
       HOST: '127.0.0.1',
       UPLOAD_MAX_SIZE_MB: '10',
       BACKUP_TIMEOUT_MINUTES: '5',
+      RESTORE_ALLOW_PRIVILEGED: 'true',
     });
     expect(config).toEqual({
       uploadLocation: '/srv/photos',
@@ -49,6 +51,7 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       uploadMaxBytes: 10 * 1024 * 1024,
       childTimeoutMs: 5 * 60 * 1000,
+      restoreAllowPrivileged: true,
     });
   });
 
@@ -102,6 +105,7 @@ describe('loadConfig', () => {
     [{ BACKUP_TIMEOUT_MINUTES: '1.5' }, 'BACKUP_TIMEOUT_MINUTES'],
     [{ UPLOAD_LOCATION: '   ' }, 'UPLOAD_LOCATION'],
     [{ DB_DATA_LOCATION: ' ' }, 'DB_DATA_LOCATION'],
+    [{ RESTORE_ALLOW_PRIVILEGED: 'maybe' }, 'RESTORE_ALLOW_PRIVILEGED'],
   ])('%j is refused with an error naming %s and the fix', (env, variable) => {
     const error = configError(env as Record<string, string>);
     expect(error.variable).toBe(variable);

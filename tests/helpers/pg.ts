@@ -7,6 +7,7 @@ import { inject } from 'vitest';
 import { Lifeboat } from '../../src/lib/server/app';
 import { loadConfig } from '../../src/lib/server/config';
 import type { ConnectionOptions } from '../../src/lib/server/db/connection';
+import { roleNames } from '../../src/lib/server/db/roles';
 
 export function testCluster() {
   return inject('pg');
@@ -74,6 +75,12 @@ export async function startInstance(options: { database?: string; env?: Record<s
     async close() {
       await app.shutdown();
       await dropDatabase(database);
+      // The roles Lifeboat made for this database (see db/roles.ts): the cluster is shared by the whole run.
+      const { owner, restore } = roleNames(database);
+      // A staged restore's replaced database may still be there (it is dropped in the background).
+      const { rows } = await withClient('postgres', (client) => client.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${database}__lifeboat`]));
+      for (const row of rows) await dropDatabase(`"${row.datname}"`);
+      await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${owner}; DROP ROLE IF EXISTS ${restore}`));
       rmSync(uploadLocation, { recursive: true, force: true });
     },
   };

@@ -97,6 +97,7 @@ export class Lifeboat {
     await storage.ensureLayout();
     const db = await Database.open(config, { fsync: options.fsync });
     const app = new Lifeboat(config, db, log);
+    if (db.access.warning) console.warn(`[lifeboat] WARNING: ${db.access.warning}`);
     try {
       const status = await app.maintenance.load();
       // Follow a restore or "maintenance end" run by the command line (or the web server).

@@ -22,6 +22,8 @@ export interface Config {
   uploadMaxBytes: number;
   /** A pg_dump or psql child running longer than this is killed as hung. */
   childTimeoutMs: number;
+  /** Lets a restore run a dump as a privileged role when no unprivileged one can be had (README, "Security model"). */
+  restoreAllowPrivileged: boolean;
 }
 
 export class ConfigError extends Error {
@@ -55,6 +57,14 @@ function positiveIntOf(env: Env, name: string, fallback: number): number {
     throw new ConfigError(name, `is "${raw}", not a positive whole number`, `Set ${name} to a whole number of at least 1, or leave it unset for the default.`);
   }
   return value;
+}
+
+function booleanOf(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['true', '1', 'yes'].includes(raw)) return true;
+  if (['false', '0', 'no'].includes(raw)) return false;
+  throw new ConfigError(name, `is "${env[name]}", not true or false`, `Set ${name} to true or false, or leave it unset (${fallback}).`);
 }
 
 function pathOf(env: Env, name: string, fallback: string): string {
@@ -126,5 +136,6 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || '0.0.0.0',
     uploadMaxBytes: positiveIntOf(env, 'UPLOAD_MAX_SIZE_MB', 20 * 1024) * 1024 * 1024,
     childTimeoutMs: positiveIntOf(env, 'BACKUP_TIMEOUT_MINUTES', 6 * 60) * 60 * 1000,
+    restoreAllowPrivileged: booleanOf(env, 'RESTORE_ALLOW_PRIVILEGED', false),
   };
 }

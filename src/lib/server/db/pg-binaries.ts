@@ -73,3 +73,63 @@ export async function clientToolsFor(serverVersion: string, pgBinDir?: string): 
   const { dir } = await findPgBinDir(['pg_dump', 'psql'], { pgBinDir, major });
   return { pgDump: join(dir, 'pg_dump'), psql: join(dir, 'psql'), major };
 }
+
+/** psql learned \restrict (restricted mode: every other meta-command refused) in these minor releases, and has it in every release from 18 on. */
+const RESTRICT_SINCE: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
+
+/** "15.18" → true; "15.13" → false; "18.0", "19devel" → true. */
+export function supportsRestrict(version: string): boolean {
+  const match = /^(\d+)(?:\.(\d+))?/.exec(version);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2] ?? 0)];
+  if (major >= 18) return true;
+  const since = RESTRICT_SINCE[major];
+  return since !== undefined && minor >= since;
+}
+
+export class RestrictedPsqlMissingError extends Error {
+  constructor(serverMajor: number, found: string[]) {
+    super(
+      `No installed psql can run a restore safely: a restore needs psql's restricted mode (\\restrict), which came with ` +
+        `PostgreSQL 14.19, 15.14, 16.10, 17.6 and 18. Found: ${found.length ? found.join(', ') : 'none'}. ` +
+        `Update the PostgreSQL client (Debian/Ubuntu: apt-get update && apt-get install postgresql-client-${serverMajor}), or set PG_BIN_DIR to a newer one.`,
+    );
+    this.name = 'RestrictedPsqlMissingError';
+  }
+}
+
+/**
+ * The psql for restores: one with \restrict, of the server's major version if it has it, else of
+ * a newer major (psql reads older servers and dumps). Never one without: it would run a dump's `\!`.
+ */
+export function choosePsql(candidates: Array<{ path: string; version: string }>, serverMajor: number): string | null {
+  const usable = candidates
+    .filter((candidate) => supportsRestrict(candidate.version) && Number.parseInt(candidate.version, 10) >= serverMajor)
+    .sort((a, b) => Number.parseInt(a.version, 10) - Number.parseInt(b.version, 10));
+  return usable[0]?.path ?? null;
+}
+
+async function psqlVersion(binary: string): Promise<string | null> {
+  try {
+    const { stdout } = await run(binary, ['--version']);
+    return /\(PostgreSQL\)\s+(\d+(?:\.\d+)?\S*)/.exec(stdout)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function restorePsqlFor(serverVersion: string, pgBinDir?: string): Promise<string> {
+  const serverMajor = Number.parseInt(serverVersion, 10);
+  const found: Array<{ path: string; version: string }> = [];
+  const seen = new Set<string>();
+  for (const dir of candidates(pgBinDir)) {
+    const path = join(dir, 'psql');
+    if (seen.has(path) || !existsSync(path)) continue;
+    seen.add(path);
+    const version = await psqlVersion(path);
+    if (version) found.push({ path, version });
+  }
+  const chosen = choosePsql(found, serverMajor);
+  if (!chosen) throw new RestrictedPsqlMissingError(serverMajor, found.map((c) => `psql ${c.version} (${c.path})`));
+  return chosen;
+}

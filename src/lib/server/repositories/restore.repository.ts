@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +9,7 @@ import { bytesCounter } from '../backup/parallel-gzip';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
 import { ChildProcessError, startChild } from '../process/child';
+import { dropRole, ensureUnprivilegedRole, handOver, rightsOf, withAdmin, type RoleRights } from '../db/roles';
 
 /** The dump could not be read to its end: corrupted or truncated gzip, or no end marker. */
 export class DumpReadError extends Error {
@@ -32,33 +34,64 @@ export interface LoadDumpOptions {
   /** Read from this open file instead of `path`: a file renamed over the name meanwhile does not matter. */
   file?: FileHandle;
   compressed: boolean;
-  /** Rewrites and checks the SQL on its way to psql (createRestoreFilter). */
+  /** Rewrites the SQL on its way to psql (createRestoreFilter). */
   filter: Transform;
+  /** SQL run first, in the transaction (see prelude()). */
+  prelude: string;
   signal?: AbortSignal;
   timeoutMs?: number;
   /** Bytes of the file (compressed) read so far. */
   onBytesRead?: (bytes: number) => void;
 }
 
+/** An extension the dump needs, created by the app before the load (see restore/extensions.ts). */
+export interface DumpExtension {
+  name: string;
+  /** The schema the dump puts it in; null: the server's default. */
+  schema: string | null;
+}
+
 /**
- * Sent before the dump, in the same transaction: an empty public schema, as a fresh PG15+
- * database has it. pg_dump (15+) never creates or drops `public`, so without this the
- * dump's CREATE statements collide with what is there; the old schema's objects
- * (extensions included) go with the CASCADE.
+ * What psql runs before the dump, inside its transaction (one line, so that psql's line numbers
+ * are the dump's plus two: the \restrict line and this one).
+ * - staged: nothing to clear, the database is new;
+ * - in place, as the owner role: everything it owns goes (its tables, functions, types...), the
+ *   extensions the app made stay (a superuser owns them), and those the dump needs are made if
+ *   missing (trusted ones, when there is no administrator to make them first);
+ * - in place, as a superuser (RESTORE_ALLOW_PRIVILEGED): the public schema is replaced, as before
+ *   the owner role existed (a superuser's objects cannot be dropped with DROP OWNED).
  */
-const RESET_SCHEMA =
-  [
-    'BEGIN;',
-    'SET client_min_messages = warning;',
+export function prelude(kind: 'staged' | 'in-place' | 'in-place-superuser', extensions: DumpExtension[] = []): string {
+  const statements = ['BEGIN;', 'SET client_min_messages = warning;'];
+  if (kind !== 'staged') {
     // A session still holding a lock must not hang the restore forever.
-    "SET lock_timeout = '60s';",
-    'DROP SCHEMA IF EXISTS public CASCADE;',
-    'CREATE SCHEMA public AUTHORIZATION pg_database_owner;',
-    'GRANT USAGE ON SCHEMA public TO PUBLIC;',
-    "COMMENT ON SCHEMA public IS 'standard public schema';",
-    "SET lock_timeout = '0';",
-    // One line, so psql's line numbers are the dump's plus one (the filter keeps the dump's lines).
-  ].join(' ') + '\n';
+    statements.push("SET lock_timeout = '60s';");
+    if (kind === 'in-place') {
+      statements.push('DROP OWNED BY CURRENT_USER;', 'CREATE SCHEMA IF NOT EXISTS public;');
+    } else {
+      // pg_dump (15+) never creates or drops `public`: without this the dump's CREATEs collide with what is there.
+      statements.push(
+        'DROP SCHEMA IF EXISTS public CASCADE;',
+        'CREATE SCHEMA public AUTHORIZATION pg_database_owner;',
+        "COMMENT ON SCHEMA public IS 'standard public schema';",
+      );
+    }
+    statements.push('GRANT USAGE ON SCHEMA public TO PUBLIC;');
+    for (const extension of extensions) statements.push(...createExtensionSql(extension, (name) => pg.escapeIdentifier(name)));
+    statements.push("SET lock_timeout = '0';");
+  }
+  return statements.join(' ') + '\n';
+}
+
+/** CREATE SCHEMA/EXTENSION IF NOT EXISTS for an allowed extension (names are checked against the allow-list first). */
+export function createExtensionSql({ name, schema }: DumpExtension, id: (name: string) => string, schemaOwner?: string): string[] {
+  const statements: string[] = [];
+  if (schema && schema !== 'public' && schema !== 'pg_catalog') {
+    statements.push(`CREATE SCHEMA IF NOT EXISTS ${id(schema)}${schemaOwner ? ` AUTHORIZATION ${id(schemaOwner)}` : ''};`);
+  }
+  statements.push(`CREATE EXTENSION IF NOT EXISTS ${id(name)}${schema ? ` WITH SCHEMA ${id(schema)}` : ''};`);
+  return statements;
+}
 
 /**
  * Written only after the whole file was read, decompressed and filtered without error.
@@ -133,9 +166,9 @@ export class RestoreRepository {
   }
 
   /**
-   * Replaces the public schema with the dump in one transaction: the file is streamed
-   * (gunzipped, filtered) into psql after RESET_SCHEMA, and COMMIT follows only a complete,
-   * clean read. On any failure psql is killed, so its transaction rolls back.
+   * Runs the dump in one transaction: the file is streamed (gunzipped, filtered) into psql in
+   * restricted mode after the prelude, and COMMIT follows only a complete, clean read. On any
+   * failure psql is killed, so its transaction rolls back.
    */
   async loadDump(options: LoadDumpOptions): Promise<void> {
     // "-f -" rather than plain stdin: psql then names the line of an error.
@@ -157,7 +190,8 @@ export class RestoreRepository {
       options.compressed ? createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough(),
       endMarkerCheck(),
       options.filter,
-      psqlInput(stdin, RESET_SCHEMA, COMMIT),
+      // psql's restricted mode, with a key the dump cannot know: psql itself refuses every meta-command in it (\! among them).
+      psqlInput(stdin, `\\restrict ${randomBytes(24).toString('hex')}\n${options.prelude}`, COMMIT),
     );
     // Kill before psql could see its input end: then nothing commits.
     fed.catch((error) => psql.kill(`the dump was not restored: ${error.message}`));
@@ -204,12 +238,12 @@ export class RestoreRepository {
 
   /** Ends every other session on the database (from "postgres"), so DROP SCHEMA does not wait on them. */
   async terminateConnections(connection: ConnectionOptions, database: string): Promise<number> {
-    return this.withAdminClient(connection, (client) => terminate(client, [database]));
+    return withAdmin(connection, null, (client) => terminate(client, [database]));
   }
 
   /** What deciding on a staged restore needs to know about the instance database and the connecting role. */
   async stagingFacts(connection: ConnectionOptions): Promise<StagingFacts | null> {
-    return this.withAdminClient(connection, async (client) => {
+    return withAdmin(connection, null, async (client) => {
       const serverMajor = Math.floor(Number((await client.query('SHOW server_version_num')).rows[0].server_version_num) / 10000);
       // RENAME and DROP act with the owner's privileges (USAGE); CREATE DATABASE ... OWNER needs SET from 16 on.
       const mayActAsOwner = serverMajor >= 16 ? `pg_has_role(d.datdba, 'USAGE') AND pg_has_role(d.datdba, 'SET')` : `pg_has_role(d.datdba, 'USAGE')`;
@@ -235,13 +269,13 @@ export class RestoreRepository {
     });
   }
 
-  /** An empty database made like the instance's (owner, encoding, locale, tablespace, connection limit). */
-  async createDatabaseLike(connection: ConnectionOptions, name: string, like: StagingFacts): Promise<void> {
-    await this.withAdminClient(connection, async (client) => {
+  /** An empty database made like the instance's (encoding, locale, tablespace, connection limit), owned by `owner`. */
+  async createDatabaseLike(connection: ConnectionOptions, name: string, like: StagingFacts, owner: string): Promise<void> {
+    await withAdmin(connection, null, async (client) => {
       const id = (value: string) => client.escapeIdentifier(value);
       const literal = (value: string) => client.escapeLiteral(value);
       await client.query(
-        `CREATE DATABASE ${id(name)} WITH TEMPLATE template0 OWNER ${id(like.owner)} ENCODING ${literal(like.encoding)}` +
+        `CREATE DATABASE ${id(name)} WITH TEMPLATE template0 OWNER ${id(owner)} ENCODING ${literal(like.encoding)}` +
           ` LC_COLLATE ${literal(like.collate)} LC_CTYPE ${literal(like.ctype)}` +
           // From 15 on the provider is copied from template0 unless named: the instance's is libc (see cannotStage).
           (like.serverMajor >= 15 ? ' LOCALE_PROVIDER libc' : '') +
@@ -254,11 +288,11 @@ export class RestoreRepository {
 
   /** Drops the database if it exists, ending its sessions first. */
   async dropDatabase(connection: ConnectionOptions, name: string): Promise<void> {
-    await this.withAdminClient(connection, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
+    await withAdmin(connection, null, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
   }
 
   async databaseExists(connection: ConnectionOptions, name: string): Promise<boolean> {
-    return this.withAdminClient(connection, async (client) => {
+    return withAdmin(connection, null, async (client) => {
       const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
       return rowCount === 1;
     });
@@ -270,7 +304,7 @@ export class RestoreRepository {
    * between makes the attempt fail, and it is tried again a few times.
    */
   async renameDatabases(connection: ConnectionOptions, renames: Array<[from: string, to: string]>): Promise<void> {
-    await this.withAdminClient(connection, async (client) => {
+    await withAdmin(connection, null, async (client) => {
       for (let attempt = 1; ; attempt++) {
         try {
           await terminate(client, renames.map(([from]) => from));
@@ -288,27 +322,59 @@ export class RestoreRepository {
     });
   }
 
-  /** A session outside the instance database, for what cannot run inside it (CREATE/DROP/RENAME DATABASE, ending sessions). */
-  private async withAdminClient<T>(connection: ConnectionOptions, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    let lastError: unknown;
-    // "postgres" is there on almost every server; template1 always is, and takes connections.
-    for (const database of ['postgres', 'template1']) {
-      const client = new pg.Client({ ...connection, database, application_name: 'lifeboat' });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-      } catch (error) {
-        lastError = error;
-        await client.end().catch(() => undefined);
-        continue;
+  /** Names of the roles on the server: a dump's GRANTs to others are left out. */
+  async roleNames(connection: ConnectionOptions): Promise<Set<string>> {
+    return withAdmin(connection, null, async (client) => {
+      const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles');
+      return new Set(rows.map((row) => row.rolname));
+    });
+  }
+
+  /** Extensions the server can create (installed on its machine). */
+  async availableExtensions(connection: ConnectionOptions): Promise<Set<string>> {
+    return withAdmin(connection, null, async (client) => {
+      const { rows } = await client.query<{ name: string }>('SELECT name FROM pg_available_extensions');
+      return new Set(rows.map((row) => row.name));
+    });
+  }
+
+  /** As the administrator, in `database`: the extensions a dump needs, their schemas owned by `schemaOwner`. */
+  async createExtensions(admin: ConnectionOptions, database: string, extensions: DumpExtension[], schemaOwner: string): Promise<void> {
+    if (!extensions.length) return;
+    await withAdmin(admin, database, async (client) => {
+      for (const extension of extensions) {
+        for (const statement of createExtensionSql(extension, (name) => client.escapeIdentifier(name), schemaOwner)) await client.query(statement);
       }
-      try {
-        return await fn(client);
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    }
-    throw lastError;
+    });
+  }
+
+  /** Before PostgreSQL 15 a new database's public schema belongs to the bootstrap superuser: the restore role gets it, as a 15+ owner has it. */
+  async givePublicSchema(admin: ConnectionOptions, database: string, role: string): Promise<void> {
+    await withAdmin(admin, database, (client) => client.query(`ALTER SCHEMA public OWNER TO ${client.escapeIdentifier(role)}`));
+  }
+
+  /** An unprivileged login role for one restore (see db/roles.ts), with this password. */
+  async createRestoreRole(admin: ConnectionOptions, role: string, password: string): Promise<void> {
+    await withAdmin(admin, null, (client) => ensureUnprivilegedRole(client, role, password));
+  }
+
+  async dropRole(admin: ConnectionOptions, role: string): Promise<void> {
+    await withAdmin(admin, null, (client) => dropRole(client, role));
+  }
+
+  /** The facts about a role that decide whether a dump may run as it. */
+  async rightsOf(connection: ConnectionOptions, role: string): Promise<RoleRights | null> {
+    return withAdmin(connection, null, (client) => rightsOf(client, role));
+  }
+
+  /** After a staged load: everything the restore role made goes to the owner role, and so does the database. */
+  async handOver(admin: ConnectionOptions, database: string, from: string, to: string, connectionLimit: number): Promise<void> {
+    await withAdmin(admin, database, (client) => handOver(client, database, from, to, connectionLimit));
+  }
+
+  /** The owner role put back as it must be (a dump run in place as that role may have changed its settings or password). */
+  async resetOwnerRole(admin: ConnectionOptions, owner: string, password: string | undefined): Promise<void> {
+    await withAdmin(admin, null, (client) => ensureUnprivilegedRole(client, owner, password));
   }
 }
 
@@ -354,13 +420,13 @@ export interface StagingFacts {
   adminDatabase: string;
 }
 
-/** "psql:<stdin>:424: ERROR:  ..." → "line 423 of the dump: ERROR:  ..." (RESET_SCHEMA is line 1). */
+/** "psql:<stdin>:424: ERROR:  ..." → "line 422 of the dump: ERROR:  ..." (the \restrict line and the prelude come first). */
 function describePsqlError(stderr: string): string {
   const lines = stderr.trim().split('\n');
   const at = lines.findIndex((line) => /^psql:<stdin>:\d+: (ERROR|FATAL)/.test(line));
   const relevant = (at >= 0 ? lines.slice(at, at + 4) : lines.slice(-4)).filter((line) => !/^LINE \d+:|^\s*\^\s*$/.test(line));
   return relevant
-    .map((line) => line.replace(/^psql:<stdin>:(\d+): /, (_match, n) => (Number(n) > 1 ? `line ${Number(n) - 1} of the dump: ` : '')))
+    .map((line) => line.replace(/^psql:<stdin>:(\d+): /, (_match, n) => (Number(n) > 2 ? `line ${Number(n) - 2} of the dump: ` : '')))
     .join('\n')
     .trim();
 }

@@ -1,50 +1,77 @@
 import type { FileHandle } from 'node:fs/promises';
-import { createRestoreFilter } from '../backup/restore-filter';
+import { createRestoreFilter, type FilterSummary } from '../dump-filter';
 import type { Config } from '../config';
+import type { ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
-import { clientToolsFor } from '../db/pg-binaries';
-import type { RestoreRepository } from '../repositories/restore.repository';
+import { restorePsqlFor } from '../db/pg-binaries';
+import type { DumpExtension, RestoreRepository } from '../repositories/restore.repository';
+import { ALLOWED_EXTENSIONS } from './extensions';
 import type { RestoreLog } from './restore-log';
 import type { ValidatedDump } from './validate-backup';
 
+export interface LoadTarget {
+  /** psql's login: an unprivileged role (see DumpLogin); its database is `database`. */
+  login: ConnectionOptions;
+  /** A staged restore's new database, or the instance database. */
+  database: string;
+  /** SQL run first in the transaction (RestoreRepository's prelude()). */
+  prelude: string;
+  /** Extensions the app created before the load: the dump's own statements about them are left out. */
+  extensions: DumpExtension[];
+}
+
 /**
- * Step 5 (and the rollback's): the file, gunzipped and filtered, into psql in one
- * transaction that first resets the public schema. A failure anywhere changes nothing.
- * Into `database` when given (a staged restore), else into the instance database.
- * Progress is the share of the (compressed) file read.
+ * Step 5 (and the rollback's): the file, gunzipped and filtered, into psql in restricted mode, in
+ * one transaction. A failure anywhere changes nothing. Progress is the share of the (compressed)
+ * file read.
  */
 export async function loadDump(
   deps: { config: Config; db: Database; repository: RestoreRepository },
   dump: ValidatedDump,
   log: RestoreLog,
+  target: LoadTarget,
   options: {
     signal: AbortSignal;
     /** The dump, held open by the caller. */
     file?: FileHandle;
-    /** A staged restore's new database; the instance database by default. */
-    database?: string;
     /** Share of the file read (0..1); the current task's progress by default. */
     onProgress?: (fraction: number) => void;
   },
 ): Promise<void> {
-  const { signal, file, database = deps.db.connection.database, onProgress = (fraction) => log.progress(fraction) } = options;
-  const { db } = deps;
-  const { psql } = await clientToolsFor(await db.serverVersion(), deps.config.pgBinDir);
+  const { signal, file, onProgress = (fraction) => log.progress(fraction) } = options;
+  const { db, repository } = deps;
+  const psql = await restorePsqlFor(await db.serverVersion(), deps.config.pgBinDir);
   if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
-  await deps.repository.loadDump({
+  let summary: FilterSummary | null = null;
+  await repository.loadDump({
     psql,
-    connection: { ...db.connection, database },
+    connection: { ...target.login, database: target.database },
     path: dump.path,
     file,
     compressed: dump.compressed,
+    prelude: target.prelude,
     filter: createRestoreFilter({
-      connectingRole: db.connection.user,
       databaseName: db.connection.database,
+      existingRoles: await repository.roleNames(db.admin ?? db.connection),
+      allowedExtensions: ALLOWED_EXTENSIONS,
+      preparedSchemas: new Set(target.extensions.map((extension) => extension.schema).filter((schema): schema is string => !!schema && schema !== 'public')),
       onNotice: (message) => void log.info(message),
+      onSummary: (result) => (summary = result),
     }),
     signal,
     timeoutMs: deps.config.childTimeoutMs,
     onBytesRead: (bytes) => onProgress(bytes / Math.max(1, dump.size)),
   });
   onProgress(1);
+  if (summary) await log.info(describeSummary(summary));
+}
+
+/** One log line: what the app did instead of the dump, and the GRANTs to roles this server lacks. */
+function describeSummary(summary: FilterSummary): string {
+  const parts = Object.entries(summary.skipped)
+    .filter(([, count]) => count > 0)
+    .map(([category, count]) => `${count} ${category}`);
+  let line = parts.length ? `Left out of the dump (the app handles these itself): ${parts.join(', ')} statement(s)` : 'Nothing left out of the dump';
+  if (summary.missingRoles.length) line += `; GRANTs to roles this server does not have were skipped: ${summary.missingRoles.map((role) => `"${role}"`).join(', ')}`;
+  return line;
 }

@@ -31,10 +31,10 @@ export class StagedDatabase {
     return this.swapped;
   }
 
-  /** Removes what an interrupted restore may have left, then creates the empty database to restore into. */
-  async create(facts: StagingFacts): Promise<void> {
+  /** Removes what an interrupted restore may have left, then creates the empty database to restore into, owned by `owner`. */
+  async create(facts: StagingFacts, owner: string): Promise<void> {
     for (const name of [this.staged, this.replaced, this.failed]) await this.drop(name);
-    await this.repository.createDatabaseLike(this.connection, this.staged, facts);
+    await this.repository.createDatabaseLike(this.connection, this.staged, facts, owner);
   }
 
   /** The restored database takes the instance's name; the previous one is kept aside until dropReplaced or swapBack. */
@@ -116,8 +116,6 @@ export function cannotStage(facts: StagingFacts | null, dump: ValidatedDump, dat
   if (Object.values(SUFFIXES).some((suffix) => database.endsWith(suffix)) || Object.values(names).includes(database)) {
     return `the database name "${database}" looks like one a staged restore makes`;
   }
-  // pg_dumpall keeps per-role settings of the database (ALTER ROLE ... IN DATABASE): those would stay with the replaced one.
-  if (dump.kind === 'cluster') return 'a cluster dump can carry settings tied to the live database';
   if (!facts.superuser && !(facts.createDb && facts.ownerMember)) return 'the database role may not create databases (CREATEDB) or does not own this one';
   if (facts.adminDatabase === database || facts.isTemplate) return `"${database}" is a system database`;
   if (facts.localeProvider !== 'c') return 'the database uses an ICU or builtin locale';
@@ -130,27 +128,12 @@ export function cannotStage(facts: StagingFacts | null, dump: ValidatedDump, dat
   return null;
 }
 
-/** Chooses how to restore: staged when nothing would be lost by it, else in place (one transaction in the live database). */
-export async function planStaging(repository: RestoreRepository, connection: ConnectionOptions, dump: ValidatedDump, log: RestoreLog): Promise<StagedDatabase | null> {
-  let reason: string | null;
-  let facts: StagingFacts | null = null;
+/** Staged when nothing would be lost by it (null reason), else in place (one transaction in the live database). */
+export async function stagingDecision(repository: RestoreRepository, connection: ConnectionOptions, dump: ValidatedDump): Promise<{ facts: StagingFacts | null; reason: string | null }> {
   try {
-    facts = await repository.stagingFacts(connection);
-    reason = cannotStage(facts, dump, connection.database);
+    const facts = await repository.stagingFacts(connection);
+    return { facts, reason: cannotStage(facts, dump, connection.database) };
   } catch (error) {
-    reason = `the database could not be inspected: ${(error as Error).message}`;
+    return { facts: null, reason: `the database could not be inspected: ${(error as Error).message}` };
   }
-  if (reason) {
-    await log.info(`Restoring in place, in one transaction (${reason})`);
-    return null;
-  }
-  const staged = new StagedDatabase(repository, connection);
-  try {
-    await staged.create(facts!);
-  } catch (error) {
-    await log.info(`Restoring in place, in one transaction (a new database could not be created: ${(error as Error).message})`);
-    return null;
-  }
-  await log.info(`Restoring into a new database "${staged.staged}"; "${connection.database}" stays untouched until the restore is complete`);
-  return staged;
 }

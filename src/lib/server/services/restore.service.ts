@@ -2,14 +2,17 @@ import type { FileHandle } from 'node:fs/promises';
 import type { MaintenanceStatus } from '../../shared/types';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
-import { RestoreRepository } from '../repositories/restore.repository';
 import { checkHealth } from '../restore/health-check';
 import { disconnect } from '../restore/disconnect';
 import { loadDump } from '../restore/load-dump';
 import { migrateRestored } from '../restore/migrate';
 import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
-import { planStaging, type StagedDatabase } from '../restore/staged-database';
+import type { StagedDatabase } from '../restore/staged-database';
+import { DumpLogin } from '../restore/dump-login';
+import { checkExtensions } from '../restore/extensions';
+import { prepareLoad } from '../restore/prepare-load';
+import { prelude, RestoreRepository, type DumpExtension } from '../repositories/restore.repository';
 import { validateBackup, validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
 import type { DatabaseBackupService } from './database-backup.service';
 import { ServiceError } from './errors';
@@ -74,6 +77,7 @@ export class RestoreService {
    */
   async startRestore(name: unknown, options: { by: string; token?: string }): Promise<{ token: string | null; status: MaintenanceStatus }> {
     const dump = await this.validate(name);
+    const extensions = await this.precheck(dump);
     // A failed restore reports its end a moment before it lets go of the lock (it closes its
     // file): a "restore the restore point" clicked at once waits for that rather than get 409.
     if (this.current && !this.host.maintenance.isRunning()) await this.current.done;
@@ -85,12 +89,13 @@ export class RestoreService {
       release();
       throw error;
     }
-    this.launch(dump, entered.wasActive, release);
+    this.launch(dump, extensions, entered.wasActive, release);
     return { token: entered.token, status: this.host.maintenance.status };
   }
 
   /** The command line: the same restore, awaited; resolves with the final status. */
   async restore(dump: ValidatedDump, options: { by: string }): Promise<MaintenanceStatus> {
+    const extensions = await this.precheck(dump);
     const release = this.host.lock.acquire('restore');
     let wasActive: boolean;
     try {
@@ -99,7 +104,7 @@ export class RestoreService {
       release();
       throw error;
     }
-    return this.launch(dump, wasActive, release).done;
+    return this.launch(dump, extensions, wasActive, release).done;
   }
 
   /** On shutdown: kill psql (its transaction rolls back) and record the interruption. */
@@ -146,9 +151,19 @@ export class RestoreService {
     return { token: newToken, wasActive };
   }
 
-  private launch(dump: ValidatedDump, wasActive: boolean, release: () => void): Run {
+  /**
+   * What can refuse a restore before anything changes: no unprivileged role to run the dump as
+   * (unless RESTORE_ALLOW_PRIVILEGED), an extension the dump needs that is not allowed or not
+   * installed. Returns those extensions.
+   */
+  private async precheck(dump: ValidatedDump): Promise<DumpExtension[]> {
+    DumpLogin.precheck(this.host.config, this.host.db);
+    return checkExtensions(this.repository, this.host.db.admin ?? this.host.db.connection, dump);
+  }
+
+  private launch(dump: ValidatedDump, extensions: DumpExtension[], wasActive: boolean, release: () => void): Run {
     const controller = new AbortController();
-    const done = this.runWithFile(dump, wasActive, controller.signal)
+    const done = this.runWithFile(dump, extensions, wasActive, controller.signal)
       .catch(async (error) => {
         // run() reports its own failures; this is the last resort for a failure while reporting.
         this.host.log(`Restore failed unexpectedly: ${(error as Error).stack ?? error}`);
@@ -201,10 +216,10 @@ export class RestoreService {
    * The dump is held open from the start: the restore point, or an upload, may be renamed
    * over its name meanwhile (backup names have one-second resolution).
    */
-  private async runWithFile(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal): Promise<RestoreResult | null> {
+  private async runWithFile(dump: ValidatedDump, extensions: DumpExtension[], wasActive: boolean, signal: AbortSignal): Promise<RestoreResult | null> {
     const file = await this.repository.openDump(dump.path);
     try {
-      return await this.run(dump, wasActive, signal, file);
+      return await this.run(dump, extensions, wasActive, signal, file);
     } finally {
       await file.close();
     }
@@ -215,7 +230,7 @@ export class RestoreService {
    * the restore point on success. (Loading a staged restore while the restore point is made
    * was measured: on 2 cores the two compete, and the whole restore took longer.)
    */
-  private async run(dump: ValidatedDump, wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<RestoreResult | null> {
+  private async run(dump: ValidatedDump, extensions: DumpExtension[], wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<RestoreResult | null> {
     const { host, repository } = this;
     const log = new RestoreLog(host.maintenance, (line) => host.log(line));
     const steps = { config: host.config, db: host.db, repository };
@@ -232,24 +247,43 @@ export class RestoreService {
     const before = await repository.fingerprint(host.db).catch(() => null);
     let staged: StagedDatabase | null = null;
     let committed = false;
+    let login: DumpLogin | null = null;
     try {
       await disconnect(host.db, repository, log);
-      staged = await planStaging(repository, host.db.connection, dump, log);
+      const prepared = await prepareLoad(steps, dump, extensions, log);
+      ({ staged, login } = prepared);
       await log.task('restore', `Restoring ${dump.filename}`);
-      await loadDump(steps, dump, log, { signal, file, database: staged?.staged });
-      if (staged) await staged.swapIn();
+      await loadDump(steps, dump, log, prepared.target, { signal, file });
+      if (staged) {
+        await login.handOver(staged.staged, prepared.facts!.owner, prepared.facts!.connectionLimit);
+        await staged.swapIn();
+      }
       committed = true;
       await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
+      await this.resetOwnerRole();
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
     } catch (error) {
+      await login?.release();
+      await this.resetOwnerRole();
       await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal });
       return null;
     }
+    await login.release();
     host.forgetOnboarding();
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
     return { restorePoint, staged };
+  }
+
+  /**
+   * The owner role back to an unprivileged login with its own password and no settings: a dump
+   * run in place as that role could have changed them. Needs the administrator; best effort.
+   */
+  private async resetOwnerRole(): Promise<void> {
+    const { db } = this.host;
+    if (!db.admin || db.access.appPrivileges.length) return;
+    await this.repository.resetOwnerRole(db.admin, db.connection.user, db.connection.password).catch((error) => this.host.log(`Could not reset the role "${db.connection.user}": ${messageOf(error)}`));
   }
 
   /** A failure here only costs disk space until the next restore. */
@@ -334,8 +368,13 @@ export class RestoreService {
     try {
       await log.task('rollback', `Rolling back to the restore point ${restorePoint}`);
       const point = await this.validate(restorePoint);
+      const steps = { config: host.config, db: host.db, repository: this.repository };
+      const extensions = await checkExtensions(this.repository, host.db.admin ?? host.db.connection, point);
       await disconnect(host.db, this.repository, log);
-      await loadDump({ config: host.config, db: host.db, repository: this.repository }, point, log, { signal });
+      const login = await DumpLogin.forRestore(steps, false, log);
+      const target = { login: login.connection, database: host.db.connection.database, prelude: prelude(login.superuser ? 'in-place-superuser' : 'in-place', extensions), extensions };
+      await loadDump(steps, point, log, target, { signal });
+      await this.resetOwnerRole();
       const ran = await host.migrate();
       if (ran.length) await log.info(`Applied ${ran.length} migration(s) to the restore point`);
       host.forgetOnboarding();

@@ -1,0 +1,219 @@
+/**
+ * The restore filter, between the gunzipped dump and psql (which runs in restricted mode as an
+ * unprivileged role: those are the security boundary, not this). It passes every byte through
+ * unchanged except whole statements the app does itself or that cannot apply here (see
+ * statement-rules.ts), the dump's `\connect`, `\restrict` and `\unrestrict` lines (the app
+ * connects psql and restricts it with its own key), and the sections of other databases in a
+ * pg_dumpall dump. What it leaves out becomes as many newlines, so psql's line numbers stay the
+ * dump's. Its memory is bounded whatever the input.
+ */
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { ClusterSections, connectTarget } from './cluster-sections';
+import { PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
+import { CANDIDATE_WORDS, decide, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
+
+export { DisallowedExtensionError } from './statement-rules';
+
+export interface RestoreFilterOptions {
+  /** The instance database: for cluster dumps only its section is kept. */
+  databaseName: string;
+  /** Roles on this server: GRANT/REVOKE naming others are left out. */
+  existingRoles: ReadonlySet<string>;
+  /** Extensions a dump may ask for; any other fails the restore. */
+  allowedExtensions: ReadonlySet<string>;
+  /** Schemas the app made for extensions before the load: the dump's CREATE/DROP SCHEMA of them are left out. */
+  preparedSchemas?: ReadonlySet<string>;
+  onNotice?: (message: string) => void;
+  /** Once, at the end. */
+  onSummary?: (summary: FilterSummary) => void;
+}
+
+export interface FilterSummary {
+  skipped: Record<SkipCategory, number>;
+  /** Distinct roles named by GRANT/REVOKE statements that were left out. */
+  missingRoles: string[];
+  extensions: DumpExtensionRef[];
+  cluster: boolean;
+}
+
+const LF = 10;
+
+/** The lexer's sink: applies the rules and the cluster sections, writing to `push`. */
+class FilterCore implements LexerSink {
+  readonly lexer: PsqlLexer;
+  readonly sections: ClusterSections;
+  readonly summary: FilterSummary = {
+    skipped: { extension: 0, owner: 0, role: 0, database: 0, grant: 0, schema: 0 },
+    missingRoles: [],
+    extensions: [],
+    cluster: false,
+  };
+  /** Set by scanDumpHead: called with each statement's first word, may stop the scan. */
+  onStatement: ((info: StatementInfo, inChosen: boolean) => void) | null = null;
+
+  constructor(
+    private readonly options: RestoreFilterOptions,
+    private readonly push: (bytes: Buffer) => void,
+  ) {
+    this.lexer = new PsqlLexer(this);
+    this.sections = new ClusterSections(options.databaseName, options.onNotice);
+  }
+
+  text(bytes: Buffer): void {
+    if (this.sections.keep) this.push(bytes);
+    else this.newlines(countNewlines(bytes));
+  }
+
+  wants(firstWord: string): boolean {
+    return CANDIDATE_WORDS.has(firstWord) || this.onStatement !== null;
+  }
+
+  statement(text: Buffer, info: StatementInfo): void {
+    this.sections.statementSeen();
+    if (info.firstWord === 'set') this.track(text);
+    if (info.firstWord === 'drop' && !this.sections.keep) this.listDatabase(text);
+    this.onStatement?.(info, this.sections.keep);
+    // Other databases' sections of a cluster dump are only read, never judged.
+    if (!this.sections.keep) return this.text(text);
+    const decision = decide(text, {
+      existingRoles: this.options.existingRoles,
+      allowedExtensions: this.options.allowedExtensions,
+      preparedSchemas: this.options.preparedSchemas ?? new Set(),
+    });
+    if (decision.action === 'keep') return this.text(text);
+    if (decision.action === 'rewrite') return this.push(decision.text);
+    this.newlines(countNewlines(text));
+    this.summary.skipped[decision.category]++;
+    for (const role of decision.missingRoles ?? []) if (!this.summary.missingRoles.includes(role)) this.summary.missingRoles.push(role);
+    if (decision.extension && !this.summary.extensions.some((e) => e.name === decision.extension!.name)) this.summary.extensions.push(decision.extension);
+  }
+
+  metaLine(line: Buffer, eol: string): void {
+    const text = line.toString('utf8');
+    const match = /^\\([A-Za-z]+)(?:[ \t]+(.*))?$/s.exec(text);
+    const command = match?.[1];
+    if (command === 'connect' || command === 'c') this.sections.connect(connectTarget(match?.[2] ?? ''));
+    if (command === 'connect' || command === 'c' || command === 'restrict' || command === 'unrestrict') {
+      this.newlines(eol.endsWith('\n') ? 1 : 0);
+      return;
+    }
+    // Any other meta-command goes to psql as it is: in restricted mode psql refuses it.
+    this.sections.statementSeen();
+    this.onStatement?.({ firstWord: '\\', lastWords: ['', ''] }, this.sections.keep);
+    this.text(Buffer.concat([line, Buffer.from(eol)]));
+  }
+
+  commentLine(head: string): void {
+    this.sections.commentLine(head);
+  }
+
+  finish(): void {
+    this.sections.finish();
+    this.summary.cluster = this.sections.cluster;
+  }
+
+  /** SET client_encoding / standard_conforming_strings change how psql reads what follows. */
+  private track(text: Buffer): void {
+    const tokens = tokenize(text.toString('latin1')) ?? [];
+    const name = tokens[1]?.text;
+    const value = /'([^']*)'|(\w+)\s*;?\s*$/.exec(text.toString('latin1'));
+    const setting = (value?.[1] ?? value?.[2] ?? '').toLowerCase();
+    if (name === 'client_encoding') this.lexer.setClientEncoding(setting);
+    if (name === 'standard_conforming_strings') this.lexer.setStandardStrings(setting !== 'off' && setting !== 'false');
+  }
+
+  private listDatabase(text: Buffer): void {
+    const tokens = tokenize(text.toString('utf8')) ?? [];
+    if (tokens[1]?.text !== 'database') return;
+    const at = tokens[2]?.text === 'if' && tokens[3]?.text === 'exists' ? 4 : 2;
+    const name = tokens[at];
+    if (name && (name.kind === 'word' || name.kind === 'ident')) this.sections.databaseListed(name.text);
+  }
+
+  private newlines(count: number): void {
+    if (count > 0) this.push(Buffer.alloc(count, LF));
+  }
+}
+
+class RestoreFilter extends Transform {
+  private readonly core: FilterCore;
+  private out: Buffer[] = [];
+
+  constructor(private readonly options: RestoreFilterOptions) {
+    super();
+    this.core = new FilterCore(options, (bytes) => this.out.push(bytes));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.core.lexer.write(chunk);
+      this.drain();
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.core.lexer.end();
+      this.core.finish();
+      this.drain();
+      this.options.onSummary?.(this.core.summary);
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  private drain(): void {
+    if (this.out.length === 1) this.push(this.out[0]);
+    else if (this.out.length > 1) this.push(Buffer.concat(this.out));
+    this.out = [];
+  }
+}
+
+export function createRestoreFilter(options: RestoreFilterOptions): Transform {
+  return new RestoreFilter(options);
+}
+
+/** Statements that come before a dump's first object: the scan of a dump's head reads past them. */
+const HEAD_WORDS = new Set(['set', 'select', 'drop', 'create', 'alter', 'comment', 'grant', 'revoke', 'update', '\\']);
+
+/**
+ * The extensions a dump asks for, read from its head (pg_dump writes them after the SET lines,
+ * the DROPs of --clean and the schemas), stopping at the first statement of the chosen database
+ * that makes anything else. Throws DisallowedExtensionError for one outside the allow-list.
+ */
+export async function scanDumpHead(input: Readable, options: RestoreFilterOptions): Promise<{ extensions: DumpExtensionRef[]; cluster: boolean }> {
+  const core = new FilterCore(options, () => undefined);
+  let done = false;
+  core.onStatement = (info, inChosen) => {
+    if (!inChosen || !HEAD_WORDS.has(info.firstWord)) {
+      if (inChosen) done = true;
+      return;
+    }
+  };
+  // CREATE of anything but a schema or an extension ends the head too.
+  const decideHead = core.statement.bind(core);
+  core.statement = (text, info) => {
+    decideHead(text, info);
+    if (core.sections.keep && (info.firstWord === 'create' || info.firstWord === 'alter')) {
+      const tokens = tokenize(text.toString('utf8').slice(0, 200)) ?? [];
+      const object = tokens[1]?.text;
+      if (object !== 'schema' && object !== 'extension' && !(info.firstWord === 'alter' && tokens.at(-3)?.text === 'owner')) done = true;
+    }
+  };
+  for await (const chunk of input) {
+    core.lexer.write(chunk as Buffer);
+    if (done) break;
+  }
+  if (!done) core.lexer.end();
+  return { extensions: core.summary.extensions, cluster: core.sections.cluster };
+}
+
+function countNewlines(buf: Buffer): number {
+  let count = 0;
+  for (let i = buf.indexOf(LF); i !== -1; i = buf.indexOf(LF, i + 1)) count++;
+  return count;
+}

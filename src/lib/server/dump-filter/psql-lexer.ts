@@ -1,0 +1,456 @@
+/**
+ * A streaming lexer that finds where psql's top-level statements, meta-command lines, comment lines
+ * and COPY data begin and end, so that the restore filter can leave out or rewrite whole statements
+ * and pass every other byte through unchanged. It follows psql's rules (psqlscan.l) for honest
+ * pg_dump output: quotes of every kind, standard_conforming_strings, nested comments, dollar quotes,
+ * and the multibyte client encodings whose trailing bytes can look like ASCII.
+ *
+ * It is not a security boundary: psql's restricted mode and an unprivileged role are. A hostile file
+ * that makes it misjudge a boundary only changes which statements are kept, and psql and PostgreSQL
+ * still refuse what the role may not do. Memory stays bounded on any input: a statement is held
+ * only while it may still be rewritten, up to `captureLimit` bytes, and lines are never buffered.
+ */
+
+export interface StatementInfo {
+  /** Lower-cased first word (empty when the statement does not start with a word). */
+  firstWord: string;
+  /** Lower-cased last two words before the semicolon (for COPY ... FROM stdin). */
+  lastWords: [string, string];
+}
+
+export interface LexerSink {
+  /** Bytes passed through unchanged. */
+  text(bytes: Buffer): void;
+  /** Is this statement (by its first word) one the filter may rewrite? Then it is captured. */
+  wants(firstWord: string): boolean;
+  /** A whole captured statement, from its first byte to its `;` (or end of input). */
+  statement(text: Buffer, info: StatementInfo): void;
+  /** A line starting with a backslash at a statement boundary, without its line end (`eol` is "\n", "\r\n" or "" at end of input). */
+  metaLine(line: Buffer, eol: string): void;
+  /** A `--` comment line at a statement boundary (its first bytes, for pg_dumpall's section headers). Passed through by text() as well. */
+  commentLine?(head: string): void;
+  /** COPY data starts (after a COPY ... FROM stdin statement's line) or ends. */
+  copy?(started: boolean): void;
+}
+
+const enum S {
+  Normal,
+  Quote, // '...' (backslash escapes when escapeQuote is set)
+  Ident, // "..."
+  Dollar,
+  Block,
+  LineComment,
+  Meta,
+  Copy,
+}
+
+const LF = 10;
+const CR = 13;
+const BACKSLASH = 92;
+/** Encodings whose second byte of a character may be an ASCII quote or backslash (psql uses PQmblen). */
+const UNSAFE_ENCODINGS = new Set(['sjis', 'shiftjis2004', 'big5', 'gbk', 'uhc', 'gb18030', 'johab', 'mskanji', 'shiftjis', 'win932', 'win936', 'win949', 'win950', 'tcvn', 'cp932', 'cp936', 'cp949', 'cp950']);
+const WORD_LIMIT = 24;
+const META_LIMIT = 4096;
+const COMMENT_HEAD = 256;
+/** A lookahead never needs more than this many bytes (the longest dollar-quote tag kept). */
+const LOOKAHEAD = 80;
+
+const isSpace = (c: number) => c === 32 || c === 9 || c === LF || c === CR || c === 12 || c === 11;
+const isIdentStart = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c >= 128;
+const isIdentChar = (c: number) => isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
+
+export class PsqlLexer {
+  private state = S.Normal;
+  private pending: Buffer | null = null;
+  /** Inside a statement (a token was seen since the last `;`). */
+  private inStatement = false;
+  private atLineStart = true;
+  private escapeQuote = false;
+  private dollarTag: Buffer = Buffer.alloc(0);
+  private depth = 0;
+  private parens = 0;
+  private multibyte = false;
+  private encoding = '';
+  /** The byte before the current buffer (an E before a quote may be in the previous chunk). */
+  private lastByte = 0;
+  private standardStrings = true;
+  /** Bytes still to skip of a multibyte character (cross-chunk). */
+  private skip = 0;
+
+  // The statement in progress.
+  private firstWord = '';
+  private word = '';
+  private lastWords: [string, string] = ['', ''];
+  private capturing = false;
+  private captured: Buffer[] = [];
+  private capturedBytes = 0;
+  private meta: Buffer[] = [];
+  private metaBytes = 0;
+  private metaOverflow = false;
+  private comment = '';
+  private copyPending = false;
+
+  constructor(
+    private readonly sink: LexerSink,
+    private readonly captureLimit = 1024 * 1024,
+  ) {}
+
+  /** psql's reading of a plain '...' depends on the server's standard_conforming_strings (pg_dump sets it). */
+  setStandardStrings(on: boolean): void {
+    this.standardStrings = on;
+  }
+
+  setClientEncoding(name: string): void {
+    this.encoding = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+    this.multibyte = UNSAFE_ENCODINGS.has(this.encoding);
+  }
+
+  write(chunk: Buffer): void {
+    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    this.run(buf, false);
+  }
+
+  end(): void {
+    const buf = this.pending ?? Buffer.alloc(0);
+    this.pending = null;
+    this.run(buf, true);
+    if (this.state === S.Meta) this.finishMeta('');
+    if (this.capturing || this.inStatement) this.finishStatement();
+  }
+
+  private run(buf: Buffer, final: boolean): void {
+    let i = 0;
+    let from = 0; // first byte not yet handed on
+    const n = buf.length;
+    const flush = (to: number) => {
+      if (to > from) this.out(buf.subarray(from, to));
+      from = to;
+    };
+    while (i < n) {
+      if (this.skip > 0) {
+        const step = Math.min(this.skip, n - i);
+        this.skip -= step;
+        i += step;
+        continue;
+      }
+      const c = buf[i];
+      switch (this.state) {
+        case S.Copy: {
+          if (this.atLineStart && c === BACKSLASH) {
+            if (n - i < 4 && !final) return this.hold(buf, i, from, flush);
+            if (buf[i + 1] === 46 && (buf[i + 2] === LF || (buf[i + 2] === CR && buf[i + 3] === LF) || i + 2 >= n)) {
+              const end = buf[i + 2] === LF ? i + 3 : buf[i + 2] === CR ? i + 4 : i + 2;
+              flush(end);
+              i = end;
+              this.state = S.Normal;
+              this.atLineStart = true;
+              this.sink.copy?.(false);
+              continue;
+            }
+          }
+          const nl = buf.indexOf(LF, i);
+          if (nl === -1) {
+            this.atLineStart = false;
+            i = n;
+          } else {
+            this.atLineStart = true;
+            i = nl + 1;
+          }
+          continue;
+        }
+        case S.Meta: {
+          const nl = buf.indexOf(LF, i);
+          const end = nl === -1 ? n : nl;
+          this.keepMeta(buf.subarray(i, end));
+          from = nl === -1 ? n : nl + 1;
+          i = from;
+          if (nl !== -1) this.finishMeta('\n');
+          continue;
+        }
+        case S.LineComment: {
+          const nl = buf.indexOf(LF, i);
+          if (this.comment.length < COMMENT_HEAD) this.comment += buf.toString('latin1', i, Math.min(nl === -1 ? n : nl, i + COMMENT_HEAD));
+          if (nl === -1) {
+            i = n;
+            continue;
+          }
+          i = nl + 1;
+          this.state = S.Normal;
+          this.lineEnded();
+          if (!this.inStatement) this.sink.commentLine?.(this.comment.replace(/\r$/, ''));
+          if (this.copyPending) {
+            flush(i);
+            this.startCopy();
+          }
+          continue;
+        }
+        case S.Quote:
+        case S.Ident: {
+          const close = this.state === S.Quote ? 39 : 34;
+          if (this.multibyte && c >= 128) {
+            this.skip = this.charLength(buf, i) - 1;
+            i++;
+          } else if (c === close) {
+            if (i + 1 >= n && !final) return this.hold(buf, i, from, flush);
+            if (buf[i + 1] === close) i += 2;
+            else {
+              this.state = S.Normal;
+              this.atLineStart = false;
+              i++;
+            }
+          } else if (c === BACKSLASH && this.state === S.Quote && this.escapeQuote) {
+            if (i + 1 >= n && !final) return this.hold(buf, i, from, flush);
+            i += 2;
+          } else i++;
+          continue;
+        }
+        case S.Dollar: {
+          const close = buf.indexOf(this.dollarTag, i);
+          if (close === -1) {
+            // Keep the last tag-length bytes: the closing tag may straddle chunks.
+            const keep = Math.max(i, n - this.dollarTag.length + 1);
+            if (!final && keep < n) return this.hold(buf, keep, from, flush);
+            i = n;
+          } else {
+            i = close + this.dollarTag.length;
+            this.state = S.Normal;
+            this.atLineStart = false;
+          }
+          continue;
+        }
+        case S.Block: {
+          if ((c === 47 || c === 42) && i + 1 >= n && !final) return this.hold(buf, i, from, flush);
+          if (c === 47 && buf[i + 1] === 42) {
+            this.depth++;
+            i += 2;
+          } else if (c === 42 && buf[i + 1] === 47) {
+            i += 2;
+            if (this.depth-- === 0) {
+              this.state = S.Normal;
+              this.atLineStart = false;
+            }
+          } else i++;
+          continue;
+        }
+      }
+
+      // Normal state.
+      if (isSpace(c)) {
+        if (c === LF) {
+          this.lineEnded();
+          if (this.copyPending) {
+            flush(i + 1);
+            i++;
+            this.startCopy();
+            continue;
+          }
+        } else if (c !== CR) this.atLineStart = false;
+        i++;
+        continue;
+      }
+      const lineStart = this.atLineStart;
+      this.atLineStart = false;
+      if (i + LOOKAHEAD > n && !final && (c === 45 || c === 47 || c === 36 || c === BACKSLASH || isIdentStart(c))) {
+        // A construct that needs lookahead (a comment, a dollar tag, a word): wait for more bytes, at most LOOKAHEAD.
+        this.atLineStart = lineStart;
+        return this.hold(buf, i, from, flush);
+      }
+      if (c === 45 && buf[i + 1] === 45) {
+        this.state = S.LineComment;
+        this.comment = '';
+        if (!(lineStart && !this.inStatement)) this.comment = '\u0000'; // not a header line
+        i += 2;
+        continue;
+      }
+      if (c === 47 && buf[i + 1] === 42) {
+        this.state = S.Block;
+        this.depth = 0;
+        i += 2;
+        continue;
+      }
+      if (c === BACKSLASH && lineStart && !this.inStatement) {
+        flush(i);
+        this.state = S.Meta;
+        this.meta = [];
+        this.metaBytes = 0;
+        this.metaOverflow = false;
+        from = i; // the meta line is handed on by finishMeta
+        continue;
+      }
+      // A token: the statement starts here.
+      if (!this.inStatement) {
+        flush(i);
+        this.beginStatement(buf, i);
+      }
+      if (c === 59 && this.parens === 0) {
+        flush(i + 1);
+        i++;
+        this.word = '';
+        this.finishStatement();
+        continue;
+      }
+      if (c === 40) this.parens++;
+      else if (c === 41 && this.parens > 0) this.parens--;
+      if (c === 39) {
+        const prev = i > 0 ? buf[i - 1] : this.lastByte;
+        this.state = S.Quote;
+        this.escapeQuote = !this.standardStrings || prev === 69 || prev === 101; // E'...'
+        this.noteWord('');
+        i++;
+        continue;
+      }
+      if (c === 34) {
+        this.state = S.Ident;
+        this.noteWord('');
+        i++;
+        continue;
+      }
+      if (c === 36 && !(i > 0 && isIdentChar(buf[i - 1]))) {
+        const tag = dollarTagAt(buf, i);
+        if (tag) {
+          this.state = S.Dollar;
+          this.dollarTag = Buffer.from(tag);
+          this.noteWord('');
+          i += tag.length;
+          continue;
+        }
+      }
+      if (isIdentStart(c)) {
+        let j = i;
+        while (j < n && isIdentChar(buf[j]) && !(this.multibyte && buf[j] >= 128)) j++;
+        if (this.multibyte && j < n && buf[j] >= 128) {
+          // Multibyte characters in a word: step through them one character at a time.
+          this.noteWord('');
+          this.skip = this.charLength(buf, j) - 1;
+          i = j + 1;
+          continue;
+        }
+        this.noteWord(j - i <= WORD_LIMIT ? buf.toString('latin1', i, j).toLowerCase() : '');
+        i = j;
+        continue;
+      }
+      this.noteWord('');
+      i++;
+    }
+    flush(n);
+    if (n > 0) this.lastByte = buf[n - 1];
+  }
+
+  /** Hands on what was read before `at` and keeps the rest for the next chunk. */
+  private hold(buf: Buffer, at: number, from: number, flush: (to: number) => void): void {
+    flush(Math.max(from, at));
+    if (at > 0) this.lastByte = buf[at - 1];
+    this.pending = Buffer.from(buf.subarray(at));
+  }
+
+  private out(bytes: Buffer): void {
+    if (this.state === S.Meta) return; // meta lines go whole to finishMeta
+    if (this.capturing) {
+      this.captured.push(Buffer.from(bytes));
+      this.capturedBytes += bytes.length;
+      if (this.capturedBytes > this.captureLimit) {
+        // Too long to be one the filter rewrites: it streams through unchanged from here.
+        this.capturing = false;
+        this.sink.text(Buffer.concat(this.captured));
+        this.captured = [];
+      }
+      return;
+    }
+    this.sink.text(bytes);
+  }
+
+  private beginStatement(buf: Buffer, at: number): void {
+    this.inStatement = true;
+    this.parens = 0;
+    this.lastWords = ['', ''];
+    this.word = '';
+    let j = at;
+    while (j < buf.length && isIdentChar(buf[j]) && buf[j] < 128) j++;
+    this.firstWord = buf.toString('latin1', at, Math.min(j, at + WORD_LIMIT)).toLowerCase();
+    this.capturing = this.sink.wants(this.firstWord);
+    this.captured = [];
+    this.capturedBytes = 0;
+  }
+
+  private noteWord(word: string): void {
+    if (!this.inStatement || this.parens > 0) return;
+    this.lastWords = [this.lastWords[1], word];
+  }
+
+  private finishStatement(): void {
+    const info: StatementInfo = { firstWord: this.firstWord, lastWords: this.lastWords };
+    if (this.capturing) {
+      const text = Buffer.concat(this.captured);
+      this.captured = [];
+      this.capturing = false;
+      this.sink.statement(text, info);
+    }
+    this.inStatement = false;
+    this.parens = 0;
+    // psql reads COPY data from the line after the one holding the COPY's semicolon.
+    if (info.firstWord === 'copy' && info.lastWords[0] === 'from' && info.lastWords[1] === 'stdin') this.copyPending = true;
+  }
+
+  private startCopy(): void {
+    this.copyPending = false;
+    this.state = S.Copy;
+    this.atLineStart = true;
+    this.sink.copy?.(true);
+  }
+
+  private keepMeta(part: Buffer): void {
+    if (this.metaOverflow) {
+      this.sink.text(part);
+      return;
+    }
+    this.meta.push(Buffer.from(part));
+    this.metaBytes += part.length;
+    if (this.metaBytes > META_LIMIT) {
+      // No line the filter acts on is this long: pass it on as it is.
+      this.metaOverflow = true;
+      this.sink.text(Buffer.concat(this.meta));
+      this.meta = [];
+    }
+  }
+
+  private finishMeta(eol: string): void {
+    this.state = S.Normal;
+    this.lineEnded();
+    if (this.metaOverflow) {
+      if (eol) this.sink.text(Buffer.from(eol));
+      return;
+    }
+    let line = Buffer.concat(this.meta);
+    let ending = eol;
+    if (line.length && line[line.length - 1] === CR) {
+      line = line.subarray(0, line.length - 1);
+      ending = `\r${eol}`;
+    }
+    this.meta = [];
+    this.sink.metaLine(line, ending);
+  }
+
+  private lineEnded(): void {
+    this.atLineStart = true;
+  }
+
+  /** Length of the character at `i` in the client encoding (psql's PQmblen for the encodings that matter). */
+  private charLength(buf: Buffer, i: number): number {
+    const c = buf[i];
+    // Shift-JIS half-width katakana are single bytes.
+    if (this.encoding.includes('sjis') || this.encoding.includes('shiftjis') || this.encoding.endsWith('932')) return c >= 0xa1 && c <= 0xdf ? 1 : 2;
+    // GB18030 four-byte sequences have a digit as their second byte.
+    if (this.encoding === 'gb18030' && buf[i + 1] >= 0x30 && buf[i + 1] <= 0x39) return 4;
+    return 2;
+  }
+}
+
+/** `$tag$` at `at` (`$$` included), or null; a digit after `$` is a parameter. */
+function dollarTagAt(buf: Buffer, at: number): Buffer | null {
+  let j = at + 1;
+  if (j < buf.length && buf[j] === 36) return buf.subarray(at, j + 1);
+  if (j >= buf.length || !isIdentStart(buf[j]) || buf[j] === 36) return null;
+  while (j < buf.length && j - at < LOOKAHEAD - 2 && (isIdentStart(buf[j]) || (buf[j] >= 48 && buf[j] <= 57))) j++;
+  return buf[j] === 36 ? buf.subarray(at, j + 1) : null;
+}

@@ -1,0 +1,247 @@
+/**
+ * What the restore does with one complete top-level statement of a dump: keep it byte for byte,
+ * leave it out (the app does that part itself, or it names a role this server lacks), or rewrite it
+ * (the reference recipe's search_path fix). Names are compared as the server reads them: unquoted
+ * words folded to lower case, quoted identifiers as written, U&"..." decoded.
+ */
+
+export type SkipCategory = 'extension' | 'owner' | 'role' | 'database' | 'grant' | 'schema';
+
+export interface DumpExtensionRef {
+  name: string;
+  schema: string | null;
+}
+
+export type Decision =
+  | { action: 'keep' }
+  | { action: 'rewrite'; text: Buffer }
+  | { action: 'skip'; category: SkipCategory; missingRoles?: string[]; extension?: DumpExtensionRef };
+
+export interface RuleContext {
+  existingRoles: ReadonlySet<string>;
+  allowedExtensions: ReadonlySet<string>;
+  preparedSchemas: ReadonlySet<string>;
+}
+
+export class DisallowedExtensionError extends Error {
+  constructor(
+    readonly extension: string,
+    allowed: ReadonlySet<string>,
+  ) {
+    super(`The dump needs the PostgreSQL extension "${extension}", which Lifeboat does not allow in a restore (allowed: ${[...allowed].join(', ')}).`);
+    this.name = 'DisallowedExtensionError';
+  }
+}
+
+export interface Token {
+  kind: 'word' | 'ident' | 'string' | 'punct' | 'other';
+  /** word: lower-cased; ident: the name; punct: the character. */
+  text: string;
+}
+
+const SEARCH_PATH_ORIGINAL = "SELECT pg_catalog.set_config('search_path', '', false);";
+const SEARCH_PATH_REWRITTEN = Buffer.from("SELECT pg_catalog.set_config('search_path', 'public, pg_catalog', true);");
+const ROLE_WORDS = new Set(['role', 'user', 'group']);
+const SELF = new Set(['public', 'current_user', 'current_role', 'session_user']);
+const MAX_TOKENS = 4096;
+
+/** First words of the statements decide() may act on: the lexer captures only these. */
+export const CANDIDATE_WORDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke', 'update', 'select', 'security', 'set']);
+
+export function decide(text: Buffer, ctx: RuleContext): Decision {
+  const tokens = tokenize(text.toString('utf8'));
+  if (!tokens) return { action: 'keep' };
+  const word = (i: number) => (tokens[i]?.kind === 'word' ? tokens[i].text : undefined);
+  const name = (i: number) => (tokens[i] && (tokens[i].kind === 'word' || tokens[i].kind === 'ident') ? tokens[i].text : undefined);
+  const verb = word(0);
+  const object = word(1);
+
+  if (verb === 'select') {
+    return text.toString('latin1').trim() === SEARCH_PATH_ORIGINAL ? { action: 'rewrite', text: SEARCH_PATH_REWRITTEN } : { action: 'keep' };
+  }
+  if (verb === 'update') {
+    const table = word(1) === 'pg_catalog' && tokens[2]?.text === '.' ? word(3) : word(1);
+    return table === 'pg_database' ? { action: 'skip', category: 'database' } : { action: 'keep' };
+  }
+  if (verb === 'comment' || verb === 'security') {
+    // COMMENT ON DATABASE x / SECURITY LABEL [FOR p] ON DATABASE x; COMMENT ON EXTENSION x.
+    const on = tokens.findIndex((token, i) => i < 6 && token.kind === 'word' && token.text === 'on');
+    const target = on >= 0 ? word(on + 1) : undefined;
+    if (target === 'database') return { action: 'skip', category: 'database' };
+    if (target === 'extension') return { action: 'skip', category: 'extension' };
+    return { action: 'keep' };
+  }
+  if (verb === 'grant' || verb === 'revoke') return decideGrant(tokens, ctx);
+  if (verb !== 'create' && verb !== 'alter' && verb !== 'drop') return { action: 'keep' };
+
+  if (object === 'database' || object === 'tablespace') return { action: 'skip', category: object === 'database' ? 'database' : 'role' };
+  if (object && ROLE_WORDS.has(object) && !(object === 'user' && word(2) === 'mapping')) return { action: 'skip', category: 'role' };
+  if (object === 'extension') {
+    if (verb !== 'create') return { action: 'skip', category: 'extension' };
+    let i = 2;
+    if (word(i) === 'if' && word(i + 1) === 'not' && word(i + 2) === 'exists') i += 3;
+    const extension = name(i);
+    if (!extension) return { action: 'keep' };
+    if (!ctx.allowedExtensions.has(extension)) throw new DisallowedExtensionError(extension, ctx.allowedExtensions);
+    const schemaAt = tokens.findIndex((token, j) => j > i && token.kind === 'word' && token.text === 'schema');
+    return { action: 'skip', category: 'extension', extension: { name: extension, schema: schemaAt > 0 ? (name(schemaAt + 1) ?? null) : null } };
+  }
+  if (object === 'schema' && verb !== 'alter') {
+    let i = 2;
+    if (verb === 'drop' && word(i) === 'if' && word(i + 1) === 'exists') i += 2;
+    if (verb === 'create' && word(i) === 'if' && word(i + 1) === 'not' && word(i + 2) === 'exists') i += 3;
+    const schema = name(i);
+    if (schema && ctx.preparedSchemas.has(schema) && tokens.length <= i + 2) return { action: 'skip', category: 'schema' };
+    return { action: 'keep' };
+  }
+  if (verb === 'alter') {
+    if (object === 'default' && word(2) === 'privileges') return { action: 'skip', category: 'owner' };
+    // ... OWNER TO <role>; at the end of the statement.
+    const end = tokens.length - (tokens[tokens.length - 1]?.text === ';' ? 1 : 0);
+    if (end >= 3 && tokens[end - 3].kind === 'word' && tokens[end - 3].text === 'owner' && word(end - 2) === 'to') return { action: 'skip', category: 'owner' };
+  }
+  return { action: 'keep' };
+}
+
+/**
+ * GRANT/REVOKE. On objects (an ON clause): kept when every grantee exists here, else left out and
+ * the missing roles listed. Without ON it grants a role's membership: left out.
+ */
+function decideGrant(tokens: Token[], ctx: RuleContext): Decision {
+  const isWord = (i: number, text: string) => tokens[i]?.kind === 'word' && tokens[i].text === text;
+  const on = tokens.findIndex((_, i) => isWord(i, 'on'));
+  if (on < 0) return { action: 'skip', category: 'role' };
+  if (isWord(on + 1, 'database')) return { action: 'skip', category: 'database' };
+  const verb = tokens[0].text;
+  const to = tokens.findIndex((_, i) => i > on && isWord(i, verb === 'grant' ? 'to' : 'from'));
+  if (to < 0) return { action: 'keep' };
+  const missing: string[] = [];
+  for (let i = to + 1; i < tokens.length; i++) {
+    const token = tokens[i];
+    if (token.kind === 'punct' && token.text === ',') continue;
+    if (token.kind === 'word' && token.text === 'group') continue;
+    if (token.kind !== 'word' && token.kind !== 'ident') break;
+    // WITH GRANT OPTION, GRANTED BY, CASCADE/RESTRICT end the list.
+    if (token.kind === 'word' && ['with', 'granted', 'cascade', 'restrict'].includes(token.text)) break;
+    if (token.kind === 'word' && SELF.has(token.text)) continue;
+    if (!ctx.existingRoles.has(token.text)) missing.push(token.text);
+  }
+  return missing.length ? { action: 'skip', category: 'grant', missingRoles: missing } : { action: 'keep' };
+}
+
+/** The statement's tokens (null past MAX_TOKENS: too long to be one the rules act on). */
+export function tokenize(sql: string): Token[] | null {
+  const tokens: Token[] = [];
+  const n = sql.length;
+  let i = 0;
+  while (i < n) {
+    if (tokens.length > MAX_TOKENS) return null;
+    const c = sql[i];
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
+    if (c === '-' && sql[i + 1] === '-') {
+      const nl = sql.indexOf('\n', i);
+      i = nl === -1 ? n : nl + 1;
+      continue;
+    }
+    if (c === '/' && sql[i + 1] === '*') {
+      let depth = 0;
+      i += 2;
+      while (i < n) {
+        if (sql[i] === '/' && sql[i + 1] === '*') (depth++, (i += 2));
+        else if (sql[i] === '*' && sql[i + 1] === '/') {
+          i += 2;
+          if (depth-- === 0) break;
+        } else i++;
+      }
+      continue;
+    }
+    if ((c === 'U' || c === 'u') && sql[i + 1] === '&' && sql[i + 2] === '"') {
+      const [raw, end] = quoted(sql, i + 2, '"');
+      i = end;
+      const escape = /^\s*uescape\s*'(.)'/i.exec(sql.slice(i, i + 32));
+      if (escape) i += escape[0].length;
+      tokens.push({ kind: 'ident', text: decodeUnicode(raw, escape?.[1] ?? '\\') });
+      continue;
+    }
+    if (c === '"') {
+      const [raw, end] = quoted(sql, i, '"');
+      tokens.push({ kind: 'ident', text: raw });
+      i = end;
+      continue;
+    }
+    if (c === "'" || ((c === 'E' || c === 'e' || c === 'B' || c === 'b' || c === 'X' || c === 'x' || c === 'N' || c === 'n') && sql[i + 1] === "'")) {
+      const start = c === "'" ? i : i + 1;
+      const escapes = c === 'E' || c === 'e';
+      let j = start + 1;
+      while (j < n) {
+        if (escapes && sql[j] === '\\') j += 2;
+        else if (sql[j] === "'" && sql[j + 1] === "'") j += 2;
+        else if (sql[j] === "'") break;
+        else j++;
+      }
+      tokens.push({ kind: 'string', text: '' });
+      i = j + 1;
+      continue;
+    }
+    if (c === '$') {
+      const tag = /^\$([A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/.exec(sql.slice(i, i + 80));
+      if (tag) {
+        const close = sql.indexOf(tag[0], i + tag[0].length);
+        tokens.push({ kind: 'string', text: '' });
+        i = close === -1 ? n : close + tag[0].length;
+        continue;
+      }
+    }
+    const word = /^[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*/.exec(sql.slice(i, i + 128));
+    if (word) {
+      // The server folds ASCII letters only.
+      tokens.push({ kind: 'word', text: word[0].replace(/[A-Z]+/g, (letters) => letters.toLowerCase()) });
+      i += word[0].length;
+      continue;
+    }
+    tokens.push({ kind: '(),;.'.includes(c) ? 'punct' : 'other', text: c });
+    i++;
+  }
+  return tokens;
+}
+
+/** The body of a quote starting at `at` (doubled quotes undone) and where it ends. */
+function quoted(sql: string, at: number, quote: string): [string, number] {
+  let text = '';
+  let i = at + 1;
+  while (i < sql.length) {
+    const next = sql.indexOf(quote, i);
+    if (next === -1) return [text + sql.slice(i), sql.length];
+    text += sql.slice(i, next);
+    if (sql[next + 1] === quote) {
+      text += quote;
+      i = next + 2;
+    } else return [text, next + 1];
+  }
+  return [text, i];
+}
+
+/** U&"..." escapes: \XXXX, \+XXXXXX and a doubled escape character. */
+export function decodeUnicode(raw: string, escape: string): string {
+  let out = '';
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] !== escape) {
+      out += raw[i];
+      continue;
+    }
+    if (raw[i + 1] === escape) {
+      out += escape;
+      i++;
+    } else if (raw[i + 1] === '+' && /^[0-9A-Fa-f]{6}$/.test(raw.slice(i + 2, i + 8))) {
+      out += String.fromCodePoint(Number.parseInt(raw.slice(i + 2, i + 8), 16));
+      i += 7;
+    } else if (/^[0-9A-Fa-f]{4}$/.test(raw.slice(i + 1, i + 5))) {
+      out += String.fromCodePoint(Number.parseInt(raw.slice(i + 1, i + 5), 16));
+      i += 4;
+    } else out += raw[i];
+  }
+  return out;
+}
