@@ -11,11 +11,12 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createRestoreFilter } from '../src/lib/server/backup/restore-filter';
+import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { ALLOWED_EXTENSIONS, checkExtensions } from '../src/lib/server/restore/extensions';
 import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
 import { childEnv, connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
-import { RestoreRepository } from '../src/lib/server/repositories/restore.repository';
+import { prelude, RestoreRepository } from '../src/lib/server/repositories/restore.repository';
 import { cannotStage, StagedDatabase } from '../src/lib/server/restore/staged-database';
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -74,9 +75,13 @@ async function main(): Promise<void> {
       }
       await scratch.query('CHECKPOINT');
     };
+    const extensions = await checkExtensions(repository, db.admin ?? db.connection, dump);
+    const roles = await repository.roleNames(db.connection);
     const freshDatabase = async (name: string) => {
       await scratch.query(`DROP DATABASE IF EXISTS ${name}`);
-      await scratch.query(`CREATE DATABASE ${name}`);
+      // As a restore makes it: owned by the unprivileged role that runs the dump, the extensions made first by the administrator.
+      await scratch.query(`CREATE DATABASE ${name} OWNER ${db.connection.user}`);
+      await repository.createExtensions(db.admin ?? db.connection, name, extensions, db.connection.user);
       await settle();
     };
     const load = (database: string) =>
@@ -85,18 +90,19 @@ async function main(): Promise<void> {
         connection: { ...db.connection, database },
         path: dump.path,
         compressed: dump.compressed,
-        filter: createRestoreFilter({ connectingRole: db.connection.user, databaseName: db.connection.database }),
+        prelude: prelude('staged'),
+        filter: createRestoreFilter({ databaseName: db.connection.database, existingRoles: roles, allowedExtensions: ALLOWED_EXTENSIONS }),
       });
     // The restore step as a restore runs it (staged): a new database beside the instance's,
     // the dump into it in one transaction, then the swap of names. The old data is dropped
     // afterwards (timed apart, as raw has no old data to drop).
-    const facts = await repository.stagingFacts(db.connection);
+    const facts = await repository.stagingFacts(db.admin ?? db.connection);
     const cannot = cannotStage(facts, dump, db.connection.database);
     if (cannot) throw new Error(`The scratch instance cannot stage a restore: ${cannot}`);
     const stagedStep = async () => {
-      const staged = new StagedDatabase(repository, db.connection);
+      const staged = new StagedDatabase(repository, db.admin ?? db.connection);
       const [ms] = await timed(async () => {
-        await staged.create(facts!);
+        await staged.create(facts!, db.connection.user);
         await load(staged.staged);
         await staged.swapIn();
       });

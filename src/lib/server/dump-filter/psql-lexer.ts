@@ -89,6 +89,10 @@ export class PsqlLexer {
   private metaOverflow = false;
   private comment = '';
   private copyPending = false;
+  // psql's rule for CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END: no end at the inner semicolons.
+  private words: string[] = [];
+  private wordCount = 0;
+  private beginDepth = 0;
 
   constructor(
     private readonly sink: LexerSink,
@@ -258,8 +262,8 @@ export class PsqlLexer {
       }
       if (c === 45 && buf[i + 1] === 45) {
         this.state = S.LineComment;
-        this.comment = '';
-        if (!(lineStart && !this.inStatement)) this.comment = '\u0000'; // not a header line
+        // Only a comment that starts a line between statements can be a pg_dumpall section header.
+        this.comment = lineStart && !this.inStatement ? '--' : '\u0000';
         i += 2;
         continue;
       }
@@ -283,7 +287,7 @@ export class PsqlLexer {
         flush(i);
         this.beginStatement(buf, i);
       }
-      if (c === 59 && this.parens === 0) {
+      if (c === 59 && this.parens === 0 && this.beginDepth === 0) {
         flush(i + 1);
         i++;
         this.word = '';
@@ -326,7 +330,9 @@ export class PsqlLexer {
           i = j + 1;
           continue;
         }
-        this.noteWord(j - i <= WORD_LIMIT ? buf.toString('latin1', i, j).toLowerCase() : '');
+        const word = j - i <= WORD_LIMIT ? buf.toString('latin1', i, j).toLowerCase() : '';
+        this.routineWord(word);
+        this.noteWord(word);
         i = j;
         continue;
       }
@@ -363,6 +369,9 @@ export class PsqlLexer {
   private beginStatement(buf: Buffer, at: number): void {
     this.inStatement = true;
     this.parens = 0;
+    this.words = [];
+    this.wordCount = 0;
+    this.beginDepth = 0;
     this.lastWords = ['', ''];
     this.word = '';
     let j = at;
@@ -371,6 +380,16 @@ export class PsqlLexer {
     this.capturing = this.sink.wants(this.firstWord);
     this.captured = [];
     this.capturedBytes = 0;
+  }
+
+  private routineWord(word: string): void {
+    if (!this.inStatement) return;
+    if (++this.wordCount <= 4) this.words.push(word);
+    const [w0, w1, w2, w3] = this.words;
+    const routine = (w: string | undefined) => w === 'function' || w === 'procedure';
+    if (w0 !== 'create' || !(routine(w1) || (w1 === 'or' && w2 === 'replace' && routine(w3)))) return;
+    if ((word === 'begin' || word === 'case') && this.wordCount > 1) this.beginDepth++;
+    else if (word === 'end' && this.beginDepth > 0) this.beginDepth--;
   }
 
   private noteWord(word: string): void {
