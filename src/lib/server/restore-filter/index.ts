@@ -19,6 +19,7 @@ import {
   cookTokens,
   isPreambleStatement,
   judgeStatement,
+  STATEMENT_VERBS,
   type DumpExtension,
   type RuleContext,
   type SkipCategory,
@@ -81,7 +82,7 @@ export function createRestoreFilter(options: RestoreFilterOptions): Transform {
  * (an extension that is not allowed, a cluster dump without the database).
  */
 export async function scanDumpHead(
-  source: AsyncIterable<Buffer | string>,
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
   options: Omit<RestoreFilterOptions, 'onSummary'>,
 ): Promise<DumpHead> {
   const reader = new DumpReader(options, false);
@@ -226,6 +227,10 @@ class DumpReader implements LexerHandler {
   }
 
   // ------------------------------------------------------------ lexer events
+
+  wantsTokens(firstWord: string): boolean {
+    return STATEMENT_VERBS.has(firstWord);
+  }
 
   statementStart(at: number): void {
     this.route(at);

@@ -26,7 +26,7 @@ export type Token =
   | { kind: 'other'; text: string }; // numbers, $1, :variables
 
 export interface LexedStatement {
-  /** The first MAX_TOKENS tokens outside parentheses. */
+  /** The first MAX_TOKENS tokens outside parentheses (only the first if the handler did not want them). */
   tokens: readonly Token[];
   /** More top-level tokens followed. */
   truncated: boolean;
@@ -37,6 +37,8 @@ export interface LexedStatement {
 /** Positions are indexes into the buffer being scanned. */
 export interface LexerHandler {
   statementStart?(at: number): void;
+  /** Whether the tokens of a statement starting with this word (lower case; '' if no word) are wanted. */
+  wantsTokens?(firstWord: string): boolean;
   token?(token: Token, tokens: readonly Token[]): void;
   statementEnd?(end: number, statement: LexedStatement): void;
   metaStart?(at: number): void;
@@ -172,6 +174,7 @@ export class PsqlLexer {
   private readonly idents = new Uint8Array(4);
   private tokens: Token[] = [];
   private topCount = 0;
+  private collect = true;
   private copyState = 0; // 1: COPY, 2: COPY ... FROM, 3: not COPY FROM stdin, 4: COPY ... FROM stdin
   private pendingCopies = 0;
 
@@ -931,9 +934,11 @@ export class PsqlLexer {
     else this.pendingEncoding = isDefault ? this.initialEncoding : value;
   }
 
+  /** Whether the next top-level token is looked at (else it is only counted). */
   private wantTop(): boolean {
     if (this.parenDepth !== 0) return false;
-    if (this.tokens.length < MAX_TOKENS || this.copyState === 1 || this.copyState === 2) return true;
+    if (this.topCount === 0 || this.copyState === 1 || this.copyState === 2) return true;
+    if (this.collect && this.tokens.length < MAX_TOKENS) return true;
     this.topCount++;
     return false;
   }
@@ -945,10 +950,14 @@ export class PsqlLexer {
   private addTop(token: Token): void {
     this.topCount++;
     // COPY ... FROM stdin is decided by the first top-level FROM, whatever the token cap.
-    if (this.topCount === 1) this.copyState = isWord(token, 'copy') ? 1 : 3;
-    else if (this.copyState === 1 && isWord(token, 'from')) this.copyState = 2;
+    if (this.topCount === 1) {
+      this.copyState = isWord(token, 'copy') ? 1 : 3;
+      // Tokens of statements nobody looks at are not kept (INSERT, CREATE TABLE ... in bulk).
+      const word = token.kind === 'word' ? token.text : '';
+      this.collect = word === 'set' || word === 'reset' || (this.handler.wantsTokens?.(word) ?? true);
+    } else if (this.copyState === 1 && isWord(token, 'from')) this.copyState = 2;
     else if (this.copyState === 2) this.copyState = isWord(token, 'stdin') ? 4 : 3;
-    if (this.tokens.length < MAX_TOKENS) {
+    if ((this.collect || this.topCount === 1) && this.tokens.length < MAX_TOKENS) {
       this.tokens.push(token);
       this.handler.token?.(token, this.tokens);
     }

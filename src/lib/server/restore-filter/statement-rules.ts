@@ -58,6 +58,11 @@ const PSEUDO_ROLES = new Set(['current_user', 'current_role', 'session_user']);
 const GRANTEE_END = new Set(['with', 'granted', 'cascade', 'restrict']);
 const NAMEDATALEN = 64;
 
+/** First words of the statements any rule here (or the cluster sections) looks at; all others are kept. */
+export const STATEMENT_VERBS: ReadonlySet<string> = new Set([
+  'select', 'create', 'alter', 'drop', 'comment', 'security', 'grant', 'revoke', 'update', 'set', 'reset',
+]);
+
 const KEEP: Verdict = { action: 'keep' };
 const WAIT: Verdict = { action: 'undecided', untilEnd: false };
 const WAIT_END: Verdict = { action: 'undecided', untilEnd: true };
