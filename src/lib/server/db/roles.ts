@@ -45,8 +45,11 @@ export function privilegesOf(rights: RoleRights): string[] {
   return found;
 }
 
-/** Options for administrator sessions: a search_path nobody else can write to. */
-export const ADMIN_OPTIONS = '-c search_path=pg_catalog';
+/**
+ * Options for administrator sessions: a search_path nobody else can write to, and writable even
+ * when a dump gave its database default_transaction_read_only (connection options win over it).
+ */
+export const ADMIN_OPTIONS = '-c search_path=pg_catalog -c default_transaction_read_only=off';
 
 export async function rightsOf(client: pg.ClientBase, role: string): Promise<RoleRights | null> {
   const { rows } = await client.query<RoleRights>(
@@ -132,17 +135,61 @@ export async function moveToOwner(adminInDatabase: pg.ClientBase, database: stri
   return rows.length;
 }
 
-/** After a staged load: what the restore role made becomes the owner's, and the database is the owner's, plain. */
-export async function handOver(adminInDatabase: pg.ClientBase, database: string, from: string, to: string, connectionLimit: number): Promise<void> {
-  const db = adminInDatabase.escapeIdentifier(database);
-  await adminInDatabase.query(`REASSIGN OWNED BY ${adminInDatabase.escapeIdentifier(from)} TO ${adminInDatabase.escapeIdentifier(to)}`);
-  // What is left are privileges granted to the restore role: they go with it.
-  await adminInDatabase.query(`DROP OWNED BY ${adminInDatabase.escapeIdentifier(from)}`);
-  // As the staged database's owner, the dump could have given it settings (a search_path, read-only) or options.
-  await adminInDatabase.query(`ALTER DATABASE ${db} OWNER TO ${adminInDatabase.escapeIdentifier(to)}`);
-  await adminInDatabase.query(`ALTER DATABASE ${db} RESET ALL`);
-  await adminInDatabase.query(`ALTER DATABASE ${db} WITH ALLOW_CONNECTIONS true IS_TEMPLATE false CONNECTION LIMIT ${Number(connectionLimit)}`);
-  await adminInDatabase.query(`COMMENT ON DATABASE ${db} IS NULL`);
+/** What a database's owner can change about it with ALTER DATABASE, GRANT and COMMENT: a dump run as that owner could. */
+export interface DatabaseProperties {
+  connectionLimit: number;
+  isTemplate: boolean;
+  allowConnections: boolean;
+  /** datacl as text (null: the default privileges). */
+  acl: string[] | null;
+  /** Database-wide settings ("name=value"), as pg_db_role_setting keeps them. */
+  settings: string[] | null;
+  comment: string | null;
+}
+
+export async function databaseProperties(admin: pg.ClientBase, database: string): Promise<DatabaseProperties> {
+  const { rows } = await admin.query<DatabaseProperties>(
+    `SELECT d.datconnlimit AS "connectionLimit", d.datistemplate AS "isTemplate", d.datallowconn AS "allowConnections",
+            d.datacl::text[] AS acl, (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) AS settings,
+            shobj_description(d.oid, 'pg_database') AS comment
+     FROM pg_database d WHERE d.datname = $1`,
+    [database],
+  );
+  if (!rows[0]) throw new Error(`The database "${database}" does not exist`);
+  return rows[0];
+}
+
+/**
+ * Puts these properties back on the database, from a session outside it (inside it, settings the
+ * dump gave it would apply to the administrator's own session).
+ */
+export async function setDatabaseProperties(admin: pg.ClientBase, database: string, properties: DatabaseProperties): Promise<void> {
+  const db = admin.escapeIdentifier(database);
+  await admin.query(
+    `ALTER DATABASE ${db} WITH ALLOW_CONNECTIONS ${properties.allowConnections} IS_TEMPLATE ${properties.isTemplate} CONNECTION LIMIT ${Number(properties.connectionLimit)}`,
+  );
+  await admin.query(`ALTER DATABASE ${db} RESET ALL`);
+  for (const setting of properties.settings ?? []) {
+    const at = setting.indexOf('=');
+    await admin.query(`ALTER DATABASE ${db} SET ${admin.escapeIdentifier(setting.slice(0, at))} TO ${admin.escapeLiteral(setting.slice(at + 1))}`);
+  }
+  // There is no statement that sets a whole ACL back; the administrator is a superuser and may write the catalog.
+  await admin.query('UPDATE pg_catalog.pg_database SET datacl = $1::aclitem[] WHERE datname = $2', [properties.acl, database]);
+  await admin.query(`COMMENT ON DATABASE ${db} IS ${properties.comment === null ? 'NULL' : admin.escapeLiteral(properties.comment)}`);
+}
+
+/**
+ * After a staged load: the new database gets the live one's properties (so nothing the dump did to
+ * it as its owner stays), what the restore role made becomes the owner's, and so does the database.
+ */
+export async function handOver(admin: ConnectionOptions, database: string, from: string, to: string, properties: DatabaseProperties): Promise<void> {
+  await withAdmin(admin, null, (client) => setDatabaseProperties(client, database, properties));
+  await withAdmin(admin, database, async (client) => {
+    await client.query(`REASSIGN OWNED BY ${client.escapeIdentifier(from)} TO ${client.escapeIdentifier(to)}`);
+    // What is left are privileges granted to the restore role: they go with it.
+    await client.query(`DROP OWNED BY ${client.escapeIdentifier(from)}`);
+  });
+  await withAdmin(admin, null, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${client.escapeIdentifier(to)}`));
 }
 
 /** A session as the administrator; its search_path holds only pg_catalog. */

@@ -109,7 +109,7 @@ describe('what the app does itself', () => {
     expect(after.length).toBe(before.length);
     const changed = before.map((line, i) => [line, after[i]]).filter(([a, b]) => a !== b);
     for (const [line, now] of changed) {
-      if (line.startsWith("SELECT pg_catalog.set_config('search_path'")) expect(now).toContain("'public, pg_catalog', true");
+      if (line.startsWith("SELECT pg_catalog.set_config('search_path'")) expect(now).toContain("'pg_catalog, public', true");
       else {
         expect(line).toMatch(/^(\\(un)?restrict |DROP EXTENSION|CREATE EXTENSION|COMMENT ON EXTENSION|ALTER .* OWNER TO )/);
         expect(now).toBe('');

@@ -40,7 +40,9 @@ export interface Token {
 }
 
 const SEARCH_PATH_ORIGINAL = "SELECT pg_catalog.set_config('search_path', '', false);";
-const SEARCH_PATH_REWRITTEN = Buffer.from("SELECT pg_catalog.set_config('search_path', 'public, pg_catalog', true);");
+// The reference recipe puts public first; pg_catalog first keeps what pg_dump meant (an unqualified
+// gen_random_uuid() is the built-in one, not pgcrypto's) while old dumps still find public's objects.
+const SEARCH_PATH_REWRITTEN = Buffer.from("SELECT pg_catalog.set_config('search_path', 'pg_catalog, public', true);");
 const ROLE_WORDS = new Set(['role', 'user', 'group']);
 const SELF = new Set(['public', 'current_user', 'current_role', 'session_user']);
 const MAX_TOKENS = 4096;

@@ -9,7 +9,7 @@ import { bytesCounter } from '../backup/parallel-gzip';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
 import { ChildProcessError, startChild } from '../process/child';
-import { dropRole, ensureUnprivilegedRole, handOver, rightsOf, withAdmin, type RoleRights } from '../db/roles';
+import { databaseProperties, dropRole, ensureUnprivilegedRole, handOver, rightsOf, setDatabaseProperties, withAdmin, type DatabaseProperties, type RoleRights } from '../db/roles';
 
 /** The dump could not be read to its end: corrupted or truncated gzip, or no end marker. */
 export class DumpReadError extends Error {
@@ -288,7 +288,13 @@ export class RestoreRepository {
 
   /** Drops the database if it exists, ending its sessions first. */
   async dropDatabase(connection: ConnectionOptions, name: string): Promise<void> {
-    await withAdmin(connection, null, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
+    await withAdmin(connection, null, async (client) => {
+      const id = client.escapeIdentifier(name);
+      // A dump run as the database's owner may have made it a template, which DROP refuses.
+      const { rows } = await client.query<{ isTemplate: boolean }>('SELECT datistemplate AS "isTemplate" FROM pg_database WHERE datname = $1', [name]);
+      if (rows[0]?.isTemplate) await client.query(`ALTER DATABASE ${id} IS_TEMPLATE false`);
+      await client.query(`DROP DATABASE IF EXISTS ${id} WITH (FORCE)`);
+    });
   }
 
   async databaseExists(connection: ConnectionOptions, name: string): Promise<boolean> {
@@ -368,8 +374,16 @@ export class RestoreRepository {
   }
 
   /** After a staged load: everything the restore role made goes to the owner role, and so does the database. */
-  async handOver(admin: ConnectionOptions, database: string, from: string, to: string, connectionLimit: number): Promise<void> {
-    await withAdmin(admin, database, (client) => handOver(client, database, from, to, connectionLimit));
+  async handOver(admin: ConnectionOptions, database: string, from: string, to: string, properties: DatabaseProperties): Promise<void> {
+    await handOver(admin, database, from, to, properties);
+  }
+
+  async databaseProperties(admin: ConnectionOptions, database: string): Promise<DatabaseProperties> {
+    return withAdmin(admin, null, (client) => databaseProperties(client, database));
+  }
+
+  async setDatabaseProperties(admin: ConnectionOptions, database: string, properties: DatabaseProperties): Promise<void> {
+    await withAdmin(admin, null, (client) => setDatabaseProperties(client, database, properties));
   }
 
   /** The owner role put back as it must be (a dump run in place as that role may have changed its settings or password). */

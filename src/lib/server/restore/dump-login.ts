@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config';
 import type { ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
-import { canLogIn, roleNames } from '../db/roles';
+import { canLogIn, roleNames, type DatabaseProperties } from '../db/roles';
 import type { RestoreRepository } from '../repositories/restore.repository';
 import { conflict } from '../services/errors';
 import type { RestoreLog } from './restore-log';
@@ -82,16 +82,20 @@ export class DumpLogin {
     return new DumpLogin(this.deps, admin, false, true);
   }
 
-  /** After a staged load: everything in the new database becomes `owner`'s, as does the database. */
-  async handOver(database: string, owner: string, connectionLimit: number): Promise<void> {
+  /** After a staged load: everything in the new database becomes `owner`'s, as does the database, with the live one's properties. */
+  async handOver(database: string, owner: string, properties: DatabaseProperties): Promise<void> {
     const admin = this.deps.db.admin;
-    if (this.temporary && admin) await this.deps.repository.handOver(admin, database, this.role, owner, connectionLimit);
+    if (this.temporary && admin) await this.deps.repository.handOver(admin, database, this.role, owner, properties);
   }
 
-  /** Drops the restore role (a failure only leaves it until the next restore, which replaces it). */
-  async release(): Promise<void> {
+  /**
+   * Drops the restore role, once it owns nothing (the staged database dropped or handed over). A
+   * failure is logged; the next restore replaces the role.
+   */
+  async release(log?: RestoreLog): Promise<void> {
     const admin = this.deps.db.admin;
-    if (this.temporary && admin) await this.deps.repository.dropRole(admin, this.role).catch(() => undefined);
+    if (!this.temporary || !admin) return;
+    await this.deps.repository.dropRole(admin, this.role).catch((error) => log?.info(`Could not drop the restore role "${this.role}" (${(error as Error).message}); the next restore replaces it`));
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import type { Database } from '../db/database';
+import type { DatabaseProperties } from '../db/roles';
 import { prelude, type DumpExtension, type RestoreRepository, type StagingFacts } from '../repositories/restore.repository';
 import { DumpLogin } from './dump-login';
 import type { LoadTarget } from './load-dump';
@@ -9,6 +10,8 @@ import type { ValidatedDump } from './validate-backup';
 
 export interface PreparedLoad {
   staged: StagedDatabase | null;
+  /** The live database's properties before the load (with an administrator): what it keeps, staged or in place. */
+  properties: DatabaseProperties | null;
   facts: StagingFacts | null;
   login: DumpLogin;
   target: LoadTarget;
@@ -28,6 +31,7 @@ export async function prepareLoad(
   const { db, repository } = deps;
   const admin = db.admin ?? db.connection;
   const { facts, reason } = await stagingDecision(repository, admin, dump);
+  const properties = db.admin ? await repository.databaseProperties(db.admin, db.connection.database) : null;
   let staged: StagedDatabase | null = null;
   let login: DumpLogin | null = null;
   if (reason) await log.info(`Restoring in place, in one transaction (${reason})`);
@@ -62,5 +66,5 @@ export async function prepareLoad(
     throw error;
   }
   const kind = staged ? 'staged' : login.superuser ? 'in-place-superuser' : 'in-place';
-  return { staged, facts, login, target: { login: login.connection, database, prelude: prelude(kind, extensions), extensions } };
+  return { staged, facts, properties, login, target: { login: login.connection, database, prelude: prelude(kind, extensions), extensions } };
 }

@@ -255,8 +255,11 @@ export class RestoreService {
       await log.task('restore', `Restoring ${dump.filename}`);
       await loadDump(steps, dump, log, prepared.target, { signal, file });
       if (staged) {
-        await login.handOver(staged.staged, prepared.facts!.owner, prepared.facts!.connectionLimit);
+        await login.handOver(staged.staged, prepared.facts!.owner, prepared.properties!);
         await staged.swapIn();
+      } else if (prepared.properties) {
+        // In place the dump ran as the database's owner: what it changed about the database itself is undone.
+        await repository.setDatabaseProperties(host.db.admin!, host.db.connection.database, prepared.properties);
       }
       committed = true;
       await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
@@ -264,12 +267,13 @@ export class RestoreService {
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
     } catch (error) {
-      await login?.release();
       await this.resetOwnerRole();
       await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal });
+      // After recover: the role owns a staged database until that is dropped.
+      await login?.release(log);
       return null;
     }
-    await login.release();
+    await login.release(log);
     host.forgetOnboarding();
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
@@ -347,8 +351,14 @@ export class RestoreService {
 
     if (await unchanged()) {
       if (staged) {
-        await staged.discard().catch((dropError) => log.info(`Could not drop the database "${staged.staged}" (${messageOf(dropError)}); the next restore drops it`));
-        return fail(`${original}. The database was not changed: the backup was being restored into a separate database, which was dropped (the restore point ${restorePoint} was not needed).`);
+        const dropped = await staged.discard().then(
+          () => 'which was dropped',
+          async (dropError) => {
+            await log.info(`Could not drop the database "${staged.staged}" (${messageOf(dropError)}); the next restore drops it`);
+            return 'which could not be dropped yet (the next restore drops it)';
+          },
+        );
+        return fail(`${original}. The database was not changed: the backup was being restored into a separate database, ${dropped} (the restore point ${restorePoint} was not needed).`);
       }
       return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
     }
