@@ -263,6 +263,36 @@ const ATTACKS: Attack[] = [
     inPlace: true,
     afterwards: appSessionIsPlain,
   },
+  // From a second review: ending the app's transaction, trusted extensions made by a DO block.
+  {
+    name: 'ROLLBACK; then rows, a trigger and a database setting outside the transaction, then an error',
+    sql: () =>
+      `ROLLBACK;\nINSERT INTO public.users (email, name, password, is_admin) VALUES ('attacker@evil.example', 'Evil', 'x', true);\n` +
+      `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET work_mem = ''77kB''', current_database()); END $$;\nSELECT 1/0;`,
+    refused: /division by zero/,
+    inPlace: true,
+    afterwards: async (ctx) => {
+      const { rows } = await ctx.app.db.query("SELECT count(*)::int AS n FROM users WHERE email = 'attacker@evil.example'");
+      expect(rows[0].n).toBe(0);
+      await appSessionIsPlain(ctx);
+    },
+  },
+  {
+    name: 'COMMIT; then REVOKE CONNECT from everyone, then an error',
+    sql: () =>
+      `COMMIT;\nDO $$ BEGIN\n  EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());\n` +
+      `  EXECUTE format('REVOKE ALL ON DATABASE %I FROM CURRENT_USER', current_database());\nEND $$;\nSELECT 1/0;`,
+    refused: /division by zero/,
+    inPlace: true,
+    afterwards: appSessionIsPlain,
+  },
+  { name: 'PREPARE TRANSACTION', sql: () => `PREPARE TRANSACTION 'lifeboat_evil';\nSELECT 1/0;`, refused: /division by zero/, inPlace: true },
+  {
+    name: 'DO ... CREATE EXTENSION of trusted extensions outside the allow-list',
+    sql: () => doExecute(`'CREATE EXTENSION hstore SCHEMA public'`),
+    refused: /created the PostgreSQL extension "hstore", which Lifeboat does not allow/,
+    inPlace: true,
+  },
 ];
 
 // Lead bytes that take a following backslash or quote into one character for psql in that client encoding.

@@ -140,6 +140,13 @@ describe('what the app does itself', () => {
     expect(summary?.missingRoles).toEqual(['dashboard_ro', 'Dash"Board']);
   });
 
+  it("leaves out statements that would end or start a transaction (the restore is one transaction of the app's)", async () => {
+    const sql = "BEGIN;\nSELECT 1;\nCOMMIT;\nROLLBACK;\nROLLBACK TO SAVEPOINT a;\nEND;\nABORT;\nSTART TRANSACTION;\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nPREPARE q AS SELECT 1;\n";
+    const { output, summary } = await feed([Buffer.from(sql)]);
+    expect(output.toString()).toBe('\nSELECT 1;\n\n\nROLLBACK TO SAVEPOINT a;\n\n\n\n\n\nPREPARE q AS SELECT 1;\n');
+    expect(summary?.skipped.transaction).toBe(8);
+  });
+
   it('leaves out database statements and schemas the app prepared', async () => {
     const sql = 'CREATE DATABASE x;\nALTER DATABASE immich SET search_path = evil;\nCOMMENT ON DATABASE immich IS $$x$$;\nUPDATE pg_catalog.pg_database SET datistemplate = false;\nDROP SCHEMA IF EXISTS vectors;\nCREATE SCHEMA vectors;\nCREATE SCHEMA other;\n';
     expect(await filtered(sql, { preparedSchemas: new Set(['vectors']) })).toBe('\n\n\n\n\n\nCREATE SCHEMA other;\n');

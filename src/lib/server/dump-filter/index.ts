@@ -43,7 +43,7 @@ class FilterCore implements LexerSink {
   readonly lexer: PsqlLexer;
   readonly sections: ClusterSections;
   readonly summary: FilterSummary = {
-    skipped: { extension: 0, owner: 0, role: 0, database: 0, grant: 0, schema: 0 },
+    skipped: { extension: 0, owner: 0, role: 0, database: 0, grant: 0, schema: 0, transaction: 0 },
     missingRoles: [],
     extensions: [],
     cluster: false,

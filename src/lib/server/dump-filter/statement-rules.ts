@@ -5,7 +5,7 @@
  * words folded to lower case, quoted identifiers as written, U&"..." decoded.
  */
 
-export type SkipCategory = 'extension' | 'owner' | 'role' | 'database' | 'grant' | 'schema';
+export type SkipCategory = 'extension' | 'owner' | 'role' | 'database' | 'grant' | 'schema' | 'transaction';
 
 export interface DumpExtensionRef {
   name: string;
@@ -46,9 +46,15 @@ const SEARCH_PATH_REWRITTEN = Buffer.from("SELECT pg_catalog.set_config('search_
 const ROLE_WORDS = new Set(['role', 'user', 'group']);
 const SELF = new Set(['public', 'current_user', 'current_role', 'session_user']);
 const MAX_TOKENS = 4096;
+/**
+ * Statements that end or start a transaction. The restore is one transaction of the app's; pg_dump
+ * writes BEGIN/COMMIT around large objects, which are redundant inside it, and anything else that
+ * ends it early would let part of a dump commit on its own.
+ */
+const TRANSACTION_WORDS_LIST = ['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'prepare'];
 
 /** First words of the statements decide() may act on: the lexer captures only these. */
-export const CANDIDATE_WORDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke', 'update', 'select', 'security', 'set']);
+export const CANDIDATE_WORDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke', 'update', 'select', 'security', 'set', ...TRANSACTION_WORDS_LIST]);
 
 export function decide(text: Buffer, ctx: RuleContext): Decision {
   const tokens = tokenize(text.toString('utf8'));
@@ -74,6 +80,10 @@ export function decide(text: Buffer, ctx: RuleContext): Decision {
     return { action: 'keep' };
   }
   if (verb === 'grant' || verb === 'revoke') return decideGrant(tokens, ctx);
+  if (verb === 'begin' || verb === 'start' || verb === 'commit' || verb === 'end' || verb === 'abort') return { action: 'skip', category: 'transaction' };
+  // ROLLBACK TO [SAVEPOINT] stays inside the transaction; plain ROLLBACK, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED do not.
+  if (verb === 'rollback') return word(1) === 'to' ? { action: 'keep' } : { action: 'skip', category: 'transaction' };
+  if (verb === 'prepare') return word(1) === 'transaction' ? { action: 'skip', category: 'transaction' } : { action: 'keep' };
   if (verb !== 'create' && verb !== 'alter' && verb !== 'drop') return { action: 'keep' };
 
   if (object === 'database' || object === 'tablespace') return { action: 'skip', category: object === 'database' ? 'database' : 'role' };

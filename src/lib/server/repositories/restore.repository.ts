@@ -336,6 +336,21 @@ export class RestoreRepository {
     });
   }
 
+  /** Extensions created in this database. */
+  async installedExtensions(connection: ConnectionOptions, database: string): Promise<string[]> {
+    return withAdmin(connection, database, async (client) => (await client.query<{ extname: string }>('SELECT extname FROM pg_extension')).rows.map((row) => row.extname));
+  }
+
+  /** Ends the sessions of one role on one database (a killed psql's session may run on in the server). */
+  async terminateSessionsOf(connection: ConnectionOptions, database: string, role: string): Promise<void> {
+    await withAdmin(connection, null, (client) =>
+      client.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+        [database, role],
+      ),
+    );
+  }
+
   /** Extensions the server can create (installed on its machine). */
   async availableExtensions(connection: ConnectionOptions): Promise<Set<string>> {
     return withAdmin(connection, null, async (client) => {

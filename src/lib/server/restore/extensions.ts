@@ -61,3 +61,15 @@ export async function checkExtensions(
   }
   return needed;
 }
+
+/**
+ * After the load: the database holds only allowed extensions. A dump cannot create one itself
+ * with CREATE EXTENSION (the filter leaves those out), but a DO block can create a trusted one as
+ * the database's owner, and its script runs as a superuser. Fails the restore, naming them.
+ */
+export async function checkInstalledExtensions(repository: RestoreRepository, connection: ConnectionOptions, database: string): Promise<void> {
+  const unexpected = (await repository.installedExtensions(connection, database)).filter((name) => !ALLOWED_EXTENSIONS.has(name));
+  if (unexpected.length) {
+    throw new Error(`the dump created the PostgreSQL extension${unexpected.length > 1 ? 's' : ''} ${unexpected.map((name) => `"${name}"`).join(', ')}, which Lifeboat does not allow`);
+  }
+}

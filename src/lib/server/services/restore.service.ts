@@ -10,8 +10,8 @@ import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
 import type { StagedDatabase } from '../restore/staged-database';
 import { DumpLogin } from '../restore/dump-login';
-import { checkExtensions } from '../restore/extensions';
-import { prepareLoad } from '../restore/prepare-load';
+import { checkExtensions, checkInstalledExtensions } from '../restore/extensions';
+import { prepareLoad, type PreparedLoad } from '../restore/prepare-load';
 import { prelude, RestoreRepository, type DumpExtension } from '../repositories/restore.repository';
 import { validateBackup, validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
 import type { DatabaseBackupService } from './database-backup.service';
@@ -248,12 +248,16 @@ export class RestoreService {
     let staged: StagedDatabase | null = null;
     let committed = false;
     let login: DumpLogin | null = null;
+    let prepared: PreparedLoad | null = null;
+    let loadStarted = false;
     try {
       await disconnect(host.db, repository, log);
-      const prepared = await prepareLoad(steps, dump, extensions, log);
+      prepared = await prepareLoad(steps, dump, extensions, log);
       ({ staged, login } = prepared);
       await log.task('restore', `Restoring ${dump.filename}`);
+      loadStarted = true;
       await loadDump(steps, dump, log, prepared.target, { signal, file });
+      await checkInstalledExtensions(repository, host.db.admin ?? host.db.connection, prepared.target.database);
       if (staged) {
         await login.handOver(staged.staged, prepared.facts!.owner, prepared.properties!);
         await staged.swapIn();
@@ -267,8 +271,9 @@ export class RestoreService {
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
     } catch (error) {
+      if (prepared && loadStarted) await this.afterFailedLoad(prepared, log);
       await this.resetOwnerRole();
-      await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal });
+      await this.recover(log, error, { dump, restorePoint, committed, before, staged, signal, loadStarted: loadStarted && !staged });
       // After recover: the role owns a staged database until that is dropped.
       await login?.release(log);
       return null;
@@ -288,6 +293,23 @@ export class RestoreService {
     const { db } = this.host;
     if (!db.admin || db.access.appPrivileges.length) return;
     await this.repository.resetOwnerRole(db.admin, db.connection.user, db.connection.password).catch((error) => this.host.log(`Could not reset the role "${db.connection.user}": ${messageOf(error)}`));
+  }
+
+  /**
+   * After psql failed or was killed: its server session may live on (in a long statement, holding
+   * the locks of the whole load) until it is ended; in place, what the dump changed about the
+   * database itself (settings, privileges, connection limit) is put back, so the rollback and the
+   * app can connect and write. Best effort: the rollback reports what still fails.
+   */
+  private async afterFailedLoad(prepared: PreparedLoad, log: RestoreLog): Promise<void> {
+    const { db } = this.host;
+    const { target, staged, properties } = prepared;
+    await this.repository
+      .terminateSessionsOf(db.admin ?? db.connection, target.database, target.login.user)
+      .catch((error) => log.info(`Could not end the restore's own session (${messageOf(error)})`));
+    if (!staged && properties && db.admin) {
+      await this.repository.setDatabaseProperties(db.admin, target.database, properties).catch((error) => log.info(`Could not put the database's properties back (${messageOf(error)})`));
+    }
   }
 
   /** A failure here only costs disk space until the next restore. */
@@ -324,7 +346,7 @@ export class RestoreService {
   private async recover(
     log: RestoreLog,
     error: unknown,
-    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; staged: StagedDatabase | null; signal: AbortSignal },
+    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; staged: StagedDatabase | null; signal: AbortSignal; loadStarted?: boolean },
   ): Promise<void> {
     const { host } = this;
     const { restorePoint, signal, staged } = context;
@@ -335,10 +357,13 @@ export class RestoreService {
       await host.maintenance.setStatus({ task: 'error', error: message, finishedAt: new Date().toISOString() });
     };
 
-    // Staged: the live database is only touched by the swap. In place: its schema and tables must be the same ones as before.
+    // Staged: the live database is only touched by the swap. In place: only when the dump never
+    // reached psql. Once it did, a dump could have ended the transaction itself (a COMMIT the
+    // filter did not see as one) and changed rows while the schema's OIDs stayed the same, so the
+    // restore point is restored.
     const unchanged = async () =>
       !context.committed &&
-      (staged !== null || (context.before !== null && (await this.repository.fingerprint(host.db).catch(() => null)) === context.before));
+      (staged !== null || (!context.loadStarted && context.before !== null && (await this.repository.fingerprint(host.db).catch(() => null)) === context.before));
 
     if (signal.aborted) {
       // No rollback while the server stops: the admin decides after the restart.
