@@ -18,13 +18,19 @@ import type { ConnectionOptions } from './connection';
 /** Server roles that open the server's files and programs to SQL. */
 export const SERVER_ACCESS_ROLES = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files'] as const;
 
+/**
+ * The start of names derived from the instance database's (staging databases, roles): identifiers
+ * are at most 63 bytes, so a long name is cut, with a hash of the whole so that two names cut alike differ.
+ */
+export function derivedNameBase(database: string): string {
+  if (Buffer.byteLength(database) <= 40) return database;
+  const hash = createHash('sha256').update(database).digest('hex').slice(0, 8);
+  return `${Buffer.from(database).subarray(0, 31).toString().replace(/\uFFFD+$/, '')}_${hash}`;
+}
+
 /** Role names of one instance database, fixed so that a crash's leftovers are found again. */
 export function roleNames(database: string): { owner: string; restore: string } {
-  let base = database;
-  if (Buffer.byteLength(database) > 40) {
-    const hash = createHash('sha256').update(database).digest('hex').slice(0, 8);
-    base = `${Buffer.from(database).subarray(0, 31).toString().replace(/\uFFFD+$/, '')}_${hash}`;
-  }
+  const base = derivedNameBase(database);
   return { owner: `${base}_lifeboat_owner`, restore: `${base}_lifeboat_restore` };
 }
 

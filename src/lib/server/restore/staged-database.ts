@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { derivedNameBase } from '../db/roles';
 import type { ConnectionOptions } from '../db/connection';
 import type { RestoreRepository, StagingFacts } from '../repositories/restore.repository';
 import type { RestoreLog } from './restore-log';
@@ -99,12 +99,7 @@ const SUFFIXES = { staged: '__lifeboat_restoring', replaced: '__lifeboat_replace
 
 /** Fixed per instance database, so that what a crash leaves behind is found and removed by the next restore. */
 export function stagingNames(database: string): { staged: string; replaced: string; failed: string } {
-  // Identifiers are at most 63 bytes. A longer name is cut, with a hash of the whole so that two names cut alike differ.
-  let base = database;
-  if (Buffer.byteLength(database) > 40) {
-    const hash = createHash('sha256').update(database).digest('hex').slice(0, 8);
-    base = `${Buffer.from(database).subarray(0, 31).toString().replace(/\uFFFD+$/, '')}_${hash}`;
-  }
+  const base = derivedNameBase(database);
   return { staged: `${base}${SUFFIXES.staged}`, replaced: `${base}${SUFFIXES.replaced}`, failed: `${base}${SUFFIXES.failed}` };
 }
 
