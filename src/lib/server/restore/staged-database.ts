@@ -60,7 +60,15 @@ export class StagedDatabase {
       [this.replaced, live],
     ]);
     this.swapped = false;
-    await this.drop(this.failed).catch(() => undefined);
+    // A session of the app's that was closing as the names changed can still hold the restored
+    // database for a moment: try again briefly; if it still fails, the next restore drops it.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        return await this.drop(this.failed);
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
   }
 
   async dropReplaced(): Promise<void> {
