@@ -6,6 +6,8 @@ export interface BackupFile {
   /** ISO date: from the name when it says, else the file's modification time. */
   createdAt: string;
   version: string | null;
+  /** Where `version` was read: the file name, or (for names without one) the dump's own migrations rows; null when neither tells. */
+  versionSource: 'name' | 'contents' | null;
   postgresVersion: string | null;
   kind: BackupKind;
 }

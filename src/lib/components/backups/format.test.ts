@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BackupFile } from '../../shared/types';
 import { formatBytes, groupByDate, relativeTime } from './format';
 
-const backup = (filename: string, createdAt: Date): BackupFile => ({ filename, createdAt: createdAt.toISOString(), filesize: 1, version: null, postgresVersion: null, kind: 'routine' });
+const backup = (filename: string, createdAt: Date): BackupFile => ({ filename, createdAt: createdAt.toISOString(), filesize: 1, version: null, versionSource: null, postgresVersion: null, kind: 'routine' });
 
 describe('backup list formatting', () => {
   it('says how long ago, in words', () => {

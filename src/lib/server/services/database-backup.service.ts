@@ -3,6 +3,7 @@ import { isValidBackupName, parseBackupName, restorePointName, routineBackupName
 import type { BackupFile } from '../../shared/types';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
+import { DumpVersionCache } from '../backup/dump-version';
 import { clientToolsFor } from '../db/pg-binaries';
 import type { DumpRepository } from '../repositories/dump.repository';
 import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
@@ -108,6 +109,12 @@ export class DatabaseBackupService {
     return `${filename}.gz`;
   }
 
+  /** Versions read from inside backups whose names carry none: each file is read once (see DumpVersionCache). */
+  private contentVersionCache?: DumpVersionCache;
+  private get contentVersions(): DumpVersionCache {
+    return (this.contentVersionCache ??= new DumpVersionCache(this.config.database.database));
+  }
+
   async listBackups(): Promise<BackupFile[]> {
     // A missing folder (moved storage, not created yet) holds no backups; it is not an error.
     const entries = await this.storage.readdir(this.backupsFolder).catch((error: NodeJS.ErrnoException) => {
@@ -117,18 +124,23 @@ export class DatabaseBackupService {
     const names = entries.filter(isValidBackupName);
     const files: BackupFile[] = [];
     for (const filename of names) {
-      const stat = await this.storage.stat(join(this.backupsFolder, filename)).catch(() => null);
+      const path = join(this.backupsFolder, filename);
+      const stat = await this.storage.stat(path).catch(() => null);
       if (!stat?.isFile()) continue;
       const info = parseBackupName(filename);
+      // A name without a version (uploads, hand-copied files): the dump's own migrations rows may tell.
+      const fromContents = info.version ? null : await this.contentVersions.versionOf(path, stat);
       files.push({
         filename,
         filesize: stat.size,
         createdAt: (info.createdAt ?? stat.mtime).toISOString(),
-        version: info.version,
+        version: info.version ?? fromContents,
+        versionSource: info.version ? 'name' : fromContents ? 'contents' : null,
         postgresVersion: info.postgresVersion,
         kind: info.kind,
       });
     }
+    this.contentVersions.retain(new Set(names.map((name) => join(this.backupsFolder, name))));
     return files.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.filename.localeCompare(a.filename));
   }
 
