@@ -1,11 +1,15 @@
 import { Cron } from 'croner';
+import { DEFAULT_NOTIFICATIONS, DEFAULT_OFFSITE, DEFAULT_RESTORE_POINTS, DEFAULT_UPLOADS, validateGenerations } from './settings-rules';
 import type { BackupSettings, SystemConfig } from './types';
 
 /** Browser-safe schedule rules, shared by the settings page (preview) and the server (validation). */
 
 export const DEFAULT_BACKUP_SETTINGS: BackupSettings = { enabled: true, cronExpression: '0 02 * * *', keepLastAmount: 14 };
 
-export const DEFAULT_SYSTEM_CONFIG: SystemConfig = { backup: { database: DEFAULT_BACKUP_SETTINGS } };
+export const DEFAULT_SYSTEM_CONFIG: SystemConfig = {
+  backup: { database: DEFAULT_BACKUP_SETTINGS, offsite: DEFAULT_OFFSITE, restorePoints: DEFAULT_RESTORE_POINTS, uploads: DEFAULT_UPLOADS },
+  notifications: DEFAULT_NOTIFICATIONS,
+};
 
 /** 5 fields (minute precision) or 6 (with seconds first), as croner reads them. */
 const MODE = '5-or-6-parts' as const;
@@ -51,7 +55,8 @@ export function previousRuns(expression: string, count: number, from: Date = new
 
 /**
  * Checks a submitted backup schedule. The cron expression matters only when backups are
- * enabled (as the reference does); keepLastAmount is always a whole number of at least 1.
+ * enabled (as the reference does); keepLastAmount is always a whole number of at least 1;
+ * generations, when given, replace keepLastAmount for routine backups.
  * Returns the settings, or the list of problems.
  */
 export function validateBackupSettings(input: unknown): { settings: BackupSettings } | { errors: string[] } {
@@ -69,6 +74,11 @@ export function validateBackupSettings(input: unknown): { settings: BackupSettin
   if (typeof keep !== 'number' || !Number.isSafeInteger(keep) || keep < 1) {
     errors.push(`Keep last amount must be a whole number of at least 1 (got ${JSON.stringify(keep ?? null)}).`);
   }
+  const generations = validateGenerations(value.generations);
+  if ('problems' in generations) errors.push(...generations.problems.map((problem) => problem.message));
   if (errors.length) return { errors };
-  return { settings: { enabled: value.enabled as boolean, cronExpression: cronExpression as string, keepLastAmount: keep as number } };
+  const settings: BackupSettings = { enabled: value.enabled as boolean, cronExpression: cronExpression as string, keepLastAmount: keep as number };
+  // Only present when on, so a config without generations reads exactly as before.
+  if ('generations' in generations && generations.generations) settings.generations = generations.generations;
+  return { settings };
 }

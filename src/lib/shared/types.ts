@@ -10,6 +10,17 @@ export interface BackupFile {
   versionSource: 'name' | 'contents' | null;
   postgresVersion: string | null;
   kind: BackupKind;
+  /** Whether a copy is in the off-site bucket (see OffsiteService); absent where off-site copies are not looked at. */
+  offsite?: OffsiteCopyStatus;
+  /** Where the file is: only off-site ones must be fetched back before a restore or download. */
+  location?: 'local' | 'offsite' | 'both';
+}
+
+export interface OffsiteCopyStatus {
+  status: 'copied' | 'pending' | 'failed' | 'off';
+  /** ISO date of the last change (copied, or the failure). */
+  at: string | null;
+  error: string | null;
 }
 
 export type MaintenanceAction = 'start' | 'end' | 'restore_database';
@@ -46,10 +57,64 @@ export interface BackupSettings {
   enabled: boolean;
   cronExpression: string;
   keepLastAmount: number;
+  /** Instead of the last N: keep the newest backup of each of the last `daily` days, `weekly` weeks and `monthly` months. */
+  generations?: RetentionGenerations | null;
+}
+
+export interface RetentionGenerations {
+  daily: number;
+  weekly: number;
+  monthly: number;
+}
+
+export interface OffsiteSettings {
+  enabled: boolean;
+  endpoint: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  accessKeyId: string;
+  /** Write-only: the API answers "" (see secretAccessKeySet). */
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  /** How many routine backups the bucket keeps (its own count). */
+  keepLastAmount: number;
+  /** Read-only, in API answers: whether a secret is stored. */
+  secretAccessKeySet?: boolean;
+}
+
+export interface EmailSettings {
+  enabled: boolean;
+  host: string;
+  port: number;
+  secure: boolean;
+  username: string;
+  /** Write-only: the API answers "" (see passwordSet). */
+  password: string;
+  from: string;
+  to: string;
+  passwordSet?: boolean;
+}
+
+export interface WebhookSettings {
+  enabled: boolean;
+  url: string;
+}
+
+export interface NotificationSettings {
+  email: EmailSettings;
+  webhook: WebhookSettings;
 }
 
 export interface SystemConfig {
-  backup: { database: BackupSettings };
+  backup: {
+    database: BackupSettings;
+    offsite: OffsiteSettings;
+    restorePoints: { keepLastAmount: number };
+    /** 0 keeps uploaded files until deleted by hand. */
+    uploads: { keepDays: number };
+  };
+  notifications: NotificationSettings;
 }
 
 export interface UserDto {
