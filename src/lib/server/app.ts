@@ -10,11 +10,13 @@ import { UserRepository } from './repositories/user.repository';
 import { AssetService } from './services/asset.service';
 import { AuthService } from './services/auth.service';
 import { DatabaseBackupService } from './services/database-backup.service';
+import { FileUse } from './services/file-use';
 import { FirstRunService } from './services/first-run.service';
 import { JobService } from './services/job.service';
 import { SystemConfigService } from './services/system-config.service';
 import { OperationLock } from './services/operation-lock';
 import { MaintenanceService } from './services/maintenance.service';
+import { OffsiteService } from './services/offsite.service';
 import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
@@ -48,6 +50,10 @@ export class Lifeboat {
   readonly backups: DatabaseBackupService;
   readonly systemConfig: SystemConfigService;
   readonly jobs: JobService;
+  /** Backup files being read (downloads, off-site copies): retention leaves them alone. */
+  readonly fileUse = new FileUse();
+  /** Off-site copies in an S3-compatible bucket. */
+  readonly offsite: OffsiteService;
   readonly restore: RestoreService;
   /** Admin sign-up and the first-run wizard's token; the setup code on a reinstall over old backups. */
   readonly firstRun: FirstRunService;
@@ -71,6 +77,16 @@ export class Lifeboat {
     this.userService = new UserService(this.users, this.storage);
     this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder);
     this.systemConfig = new SystemConfigService(this.metadata);
+    const logError = (line: string) => console.error(`[lifeboat] ${line}`);
+    this.offsite = new OffsiteService({
+      systemConfig: this.systemConfig,
+      backups: this.backups,
+      storage: this.storageRepository,
+      fileUse: this.fileUse,
+      stateDir,
+      log,
+      logError,
+    });
     this.jobs = new JobService({
       backups: this.backups,
       lock: this.lock,
@@ -79,10 +95,17 @@ export class Lifeboat {
       storage: this.storageRepository,
       stateDir,
       log,
-      logError: (line) => console.error(`[lifeboat] ${line}`),
+      logError,
+      onBackupFinished: (result) => {
+        if (result.result === 'success' && result.filename) {
+          this.offsite.enqueue(result.filename).catch((error) => logError(`Could not queue the off-site copy: ${(error as Error).message}`));
+        }
+      },
     });
     // Registered first, so it runs last among hooks but before the database stops: a running backup is cancelled cleanly.
     this.onShutdown(() => this.jobs.stop());
+    // A copy under way is aborted (its multipart upload is abandoned) and recorded as failed.
+    this.onShutdown(() => this.offsite.stop());
     this.restore = new RestoreService(this);
     this.firstRun = new FirstRunService({ auth: this.auth, maintenance: this.maintenance, backups: this.backups, codeFile: join(stateDir, 'setup-code'), log });
     // A running restore is aborted safely (psql killed: its transaction rolls back) and recorded.

@@ -49,6 +49,8 @@ export interface JobServiceDeps {
   stateDir: string;
   log: (line: string) => void;
   logError: (line: string) => void;
+  /** Told of each finished backup (off-site copy, alerts); never awaited, and its failures never touch the job. */
+  onBackupFinished?: (result: LastRun) => void;
 }
 
 /** Progress is pushed at most this often; starts and ends at once. */
@@ -212,6 +214,11 @@ export class JobService {
     queue.lastRun = result;
     queue.running = null;
     await this.persist().catch((error) => this.deps.logError(`Could not save the job history: ${(error as Error).message}`));
+    try {
+      this.deps.onBackupFinished?.(result);
+    } catch (error) {
+      this.deps.logError(`After the backup: ${(error as Error).message}`);
+    }
     return result;
   }
 

@@ -3,7 +3,7 @@ import { instance } from '$lib/server/instance';
 
 export const GET = async ({ locals }) => {
   requireAdmin(locals);
-  return handle(async () => ({ backups: await instance().backups.listBackups() }));
+  return handle(async () => ({ backups: await instance().offsite.listBackups() }));
 };
 
 /** All or nothing: a bad name is 400, a missing file 404 naming every missing one, and then nothing is deleted. */
