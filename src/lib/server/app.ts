@@ -16,6 +16,8 @@ import { JobService } from './services/job.service';
 import { SystemConfigService } from './services/system-config.service';
 import { OperationLock } from './services/operation-lock';
 import { MaintenanceService } from './services/maintenance.service';
+import { AlertWatch } from './services/alert-watch';
+import { NotificationService } from './services/notification.service';
 import { OffsiteService } from './services/offsite.service';
 import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
@@ -54,6 +56,10 @@ export class Lifeboat {
   readonly fileUse = new FileUse();
   /** Off-site copies in an S3-compatible bucket. */
   readonly offsite: OffsiteService;
+  /** Alerts by email and webhook. */
+  readonly notifications: NotificationService;
+  /** Alerts no job raises itself: stale backups (hourly) and the end of a restore. */
+  readonly alertWatch: AlertWatch;
   readonly restore: RestoreService;
   /** Admin sign-up and the first-run wizard's token; the setup code on a reinstall over old backups. */
   readonly firstRun: FirstRunService;
@@ -78,6 +84,7 @@ export class Lifeboat {
     this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder);
     this.systemConfig = new SystemConfigService(this.metadata);
     const logError = (line: string) => console.error(`[lifeboat] ${line}`);
+    this.notifications = new NotificationService({ systemConfig: this.systemConfig, storage: this.storageRepository, stateDir, log, logError });
     this.offsite = new OffsiteService({
       systemConfig: this.systemConfig,
       backups: this.backups,
@@ -86,6 +93,8 @@ export class Lifeboat {
       stateDir,
       log,
       logError,
+      onCopyFailed: (filename, error) =>
+        this.notifications.notify({ type: 'offsite-failed', title: 'Off-site copy failed', message: `The backup ${filename} was not copied off-site: ${error}`, filename, error }),
     });
     this.jobs = new JobService({
       backups: this.backups,
@@ -99,10 +108,29 @@ export class Lifeboat {
       onBackupFinished: (result) => {
         if (result.result === 'success' && result.filename) {
           this.offsite.enqueue(result.filename).catch((error) => logError(`Could not queue the off-site copy: ${(error as Error).message}`));
+        } else if (result.result === 'failed') {
+          this.notifications.notify({ type: 'backup-failed', title: 'Backup failed', message: `The database backup started at ${result.startedAt} failed: ${result.error}`, error: result.error });
         }
       },
     });
-    // Registered first, so it runs last among hooks but before the database stops: a running backup is cancelled cleanly.
+    this.alertWatch = new AlertWatch({
+      config: () => this.systemConfig.get(),
+      lastSuccess: async () => {
+        const { lastSuccessAt } = await this.jobs.backupHealth();
+        return lastSuccessAt ? new Date(lastSuccessAt) : null;
+      },
+      notify: (event) => this.notifications.notify(event),
+      logError,
+    });
+    this.alertWatch.onMaintenance(this.maintenance.status);
+    const unsubscribe = this.maintenance.subscribe((status) => this.alertWatch.onMaintenance(status));
+    // Alerts still under way are given their chance (they never block: each has a timeout).
+    this.onShutdown(() => this.notifications.stop());
+    this.onShutdown(() => {
+      unsubscribe();
+      this.alertWatch.stop();
+    });
+    // Registered early, so it runs late among hooks but before the database stops: a running backup is cancelled cleanly.
     this.onShutdown(() => this.jobs.stop());
     // A copy under way is aborted (its multipart upload is abandoned) and recorded as failed.
     this.onShutdown(() => this.offsite.stop());
@@ -152,6 +180,7 @@ export class Lifeboat {
 
   /** The backup schedule: started by the web server's init hook only, never by the command line. */
   startScheduler(): Promise<void> {
+    this.alertWatch.start();
     return this.jobs.startScheduler();
   }
 
