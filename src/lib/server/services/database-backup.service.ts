@@ -9,6 +9,7 @@ import type { DumpRepository } from '../repositories/dump.repository';
 import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
 import { APP_VERSION } from '../version';
 import { badRequest, notFound } from './errors';
+import type { FileUse } from './file-use';
 import { selectForRetention } from './retention';
 
 export interface CreateBackupOptions {
@@ -41,6 +42,8 @@ export class DatabaseBackupService {
     private readonly dumps: DumpRepository,
     private readonly storage: StorageRepository,
     readonly backupsFolder: string,
+    /** Marks downloads as in use, so retention leaves the file alone until the stream closes. */
+    private readonly fileUse?: FileUse,
   ) {}
 
   /** Makes one complete backup file, or none at all: on any failure the .tmp is removed. */
@@ -157,7 +160,10 @@ export class DatabaseBackupService {
   async openBackup(filename: unknown): Promise<{ filename: string; size: number; stream: ReadStream }> {
     const path = await this.backupPath(filename);
     const { size } = await this.storage.stat(path);
-    return { filename: filename as string, size, stream: this.storage.createReadStream(path) };
+    const stream = this.storage.createReadStream(path);
+    const release = this.fileUse?.acquire(filename as string, 'a download');
+    if (release) stream.once('close', release);
+    return { filename: filename as string, size, stream };
   }
 
   /**
