@@ -19,6 +19,7 @@ import { MaintenanceService } from './services/maintenance.service';
 import { AlertWatch } from './services/alert-watch';
 import { NotificationService } from './services/notification.service';
 import { OffsiteService } from './services/offsite.service';
+import { RetentionService } from './services/retention.service';
 import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
@@ -56,6 +57,8 @@ export class Lifeboat {
   readonly fileUse = new FileUse();
   /** Off-site copies in an S3-compatible bucket. */
   readonly offsite: OffsiteService;
+  /** Retention for routine backups, restore points and uploaded files. */
+  readonly retention: RetentionService;
   /** Alerts by email and webhook. */
   readonly notifications: NotificationService;
   /** Alerts no job raises itself: stale backups (hourly) and the end of a restore. */
@@ -81,7 +84,7 @@ export class Lifeboat {
     this.auth = new AuthService(this.users, this.storage);
     this.assetService = new AssetService(config.uploadLocation, this.assets, this.storageRepository);
     this.userService = new UserService(this.users, this.storage);
-    this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder);
+    this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder, this.fileUse);
     this.systemConfig = new SystemConfigService(this.metadata);
     const logError = (line: string) => console.error(`[lifeboat] ${line}`);
     this.notifications = new NotificationService({ systemConfig: this.systemConfig, storage: this.storageRepository, stateDir, log, logError });
@@ -96,7 +99,19 @@ export class Lifeboat {
       onCopyFailed: (filename, error) =>
         this.notifications.notify({ type: 'offsite-failed', title: 'Off-site copy failed', message: `The backup ${filename} was not copied off-site: ${error}`, filename, error }),
     });
+    this.retention = new RetentionService({
+      systemConfig: this.systemConfig,
+      backups: this.backups,
+      storage: this.storageRepository,
+      fileUse: this.fileUse,
+      maintenance: this.maintenance,
+      lock: this.lock,
+      stateDir,
+      log,
+      logError,
+    });
     this.jobs = new JobService({
+      retention: this.retention,
       backups: this.backups,
       lock: this.lock,
       systemConfig: this.systemConfig,
@@ -123,12 +138,17 @@ export class Lifeboat {
       logError,
     });
     this.alertWatch.onMaintenance(this.maintenance.status);
-    const unsubscribe = this.maintenance.subscribe((status) => this.alertWatch.onMaintenance(status));
+    void this.retention.onMaintenance(this.maintenance.status);
+    const unsubscribe = this.maintenance.subscribe((status) => {
+      this.alertWatch.onMaintenance(status);
+      void this.retention.onMaintenance(status);
+    });
     // Alerts still under way are given their chance (they never block: each has a timeout).
     this.onShutdown(() => this.notifications.stop());
     this.onShutdown(() => {
       unsubscribe();
       this.alertWatch.stop();
+      this.retention.stop();
     });
     // Registered early, so it runs late among hooks but before the database stops: a running backup is cancelled cleanly.
     this.onShutdown(() => this.jobs.stop());
@@ -181,6 +201,7 @@ export class Lifeboat {
   /** The backup schedule: started by the web server's init hook only, never by the command line. */
   startScheduler(): Promise<void> {
     this.alertWatch.start();
+    this.retention.start();
     return this.jobs.startScheduler();
   }
 

@@ -49,6 +49,8 @@ export interface JobServiceDeps {
   stateDir: string;
   log: (line: string) => void;
   logError: (line: string) => void;
+  /** Retention for every kind of file, run after each successful backup under the job's lock; without it, routine backups by count only. */
+  retention?: { run(options: { justMade: string }): Promise<unknown> };
   /** Told of each finished backup (off-site copy, alerts); never awaited, and its failures never touch the job. */
   onBackupFinished?: (result: LastRun) => void;
 }
@@ -225,6 +227,10 @@ export class JobService {
   /** Retention problems are logged but do not turn a good backup into a failed one. */
   private async retention(justMade: string): Promise<void> {
     try {
+      if (this.deps.retention) {
+        await this.deps.retention.run({ justMade });
+        return;
+      }
       const { keepLastAmount } = (await this.deps.systemConfig.get()).backup.database;
       const removed = await this.deps.backups.applyRetention(keepLastAmount, justMade);
       if (removed.length) this.deps.log(`Retention (keep ${keepLastAmount}) removed ${removed.join(', ')}`);
