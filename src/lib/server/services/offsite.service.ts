@@ -278,6 +278,8 @@ export class OffsiteService {
         filesize: object.size,
         createdAt: (info.createdAt ?? object.lastModified ?? new Date(0)).toISOString(),
         version: info.version,
+        // Off-site the contents are not read: the name is all there is.
+        versionSource: info.version ? 'name' : null,
         postgresVersion: info.postgresVersion,
         kind: info.kind,
         offsite: { status: 'copied', at: object.lastModified?.toISOString() ?? null, error: null },
