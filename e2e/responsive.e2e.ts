@@ -64,16 +64,20 @@ async function expectInsideWindow(page: Page, box: Locator, screen: string): Pro
   expect(rect.y + rect.height, `${screen}: bottom edge`).toBeLessThanOrEqual(viewport.height);
 }
 
-/** Checks the screen as it is now and saves it; `dark` saves the dark-mode version too. */
-async function screen(page: Page, name: string, options: { dark?: boolean } = {}): Promise<void> {
+/**
+ * Checks the screen as it is now and saves it; `dark` saves the dark-mode version too. A dialog is
+ * saved as the window shows it (a full-page capture would move the sticky header into the middle).
+ */
+async function screen(page: Page, name: string, options: { dark?: boolean; dialog?: boolean } = {}): Promise<void> {
   const width = page.viewportSize()!.width;
+  const fullPage = !options.dialog;
   await expectNoSideScroll(page, `${name} at ${width} px`);
   await expectTouchTargets(page, `${name} at ${width} px`);
-  await page.screenshot({ path: test.info().outputPath(`${width}-${name}.png`), fullPage: true });
+  await page.screenshot({ path: test.info().outputPath(`${width}-${name}.png`), fullPage });
   if (options.dark) {
     await page.emulateMedia({ colorScheme: 'dark' });
     await expectNoSideScroll(page, `${name} (dark) at ${width} px`);
-    await page.screenshot({ path: test.info().outputPath(`${width}-${name}-dark.png`), fullPage: true });
+    await page.screenshot({ path: test.info().outputPath(`${width}-${name}-dark.png`), fullPage });
     await page.emulateMedia({ colorScheme: 'light' });
   }
 }
@@ -134,7 +138,7 @@ for (const viewport of WIDTHS) {
     const dialog = page.getByRole('dialog', { name: 'Create job' });
     await expect(dialog).toBeVisible();
     await expectInsideWindow(page, dialog, `Create job at ${width} px`);
-    await screen(page, 'create-job-dialog');
+    await screen(page, 'create-job-dialog', { dialog: true });
     await dialog.getByRole('radio', { name: /Create Database Backup/ }).check();
     await dialog.getByRole('button', { name: 'Confirm' }).click();
     const card = page.getByTestId('queue-backup-database');
@@ -180,7 +184,7 @@ for (const viewport of WIDTHS) {
     const confirm = page.getByRole('dialog', { name: 'Restore this backup?' });
     await expect(confirm).toBeVisible();
     await expectInsideWindow(page, confirm, `restore confirm at ${width} px`);
-    await screen(page, 'restore-confirm', { dark: true });
+    await screen(page, 'restore-confirm', { dark: true, dialog: true });
     await confirm.getByRole('button', { name: 'Cancel' }).click();
     await expect(confirm).toBeHidden();
 
