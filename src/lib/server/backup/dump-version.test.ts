@@ -98,6 +98,9 @@ describe('readDumpVersion', () => {
     const cluster = `--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n\nCREATE ROLE postgres;\n\n${section('other', migrations('x\t9.9.9'))}${section('immich', migrations(V100))}`;
     expect((await read(cluster, 11, 'immich')).version).toBe('1.0.0');
     expect((await read(cluster, 11, 'absent')).version).toBeNull();
+    // pg_dumpall 15.14 and later write \restrict lines around the header.
+    const restricted = `\\restrict abc\n${cluster}\\unrestrict abc\n`;
+    expect((await read(restricted, 11, 'immich')).version).toBe('1.0.0');
   });
 });
 

@@ -146,9 +146,10 @@ class VersionSink implements LexerSink {
   }
 
   metaLine(line: Buffer): void {
-    const m = /^\\(connect|c)(?:[ \t]+(.*))?$/s.exec(line.toString('utf8'));
-    if (m) this.sections.connect(connectTarget(m[2] ?? ''));
-    else this.sections.statementSeen();
+    const m = /^\\(connect|c|restrict|unrestrict)(?:[ \t]+(.*))?$/s.exec(line.toString('utf8'));
+    // As in the restore filter: \restrict lines (around pg_dump's header) are not content.
+    if (m?.[1] === 'connect' || m?.[1] === 'c') this.sections.connect(connectTarget(m[2] ?? ''));
+    else if (!m) this.sections.statementSeen();
   }
 
   commentLine(head: string): void {
