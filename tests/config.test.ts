@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,6 +29,8 @@ describe('loadConfig', () => {
       uploadMaxBytes: 20480 * 1024 * 1024,
       childTimeoutMs: 360 * 60 * 1000,
       restoreAllowPrivileged: false,
+      restoreJobs: Math.min(8, availableParallelism()),
+      restorePointKeepHours: 0,
     });
   });
 
@@ -42,6 +45,8 @@ describe('loadConfig', () => {
       UPLOAD_MAX_SIZE_MB: '10',
       BACKUP_TIMEOUT_MINUTES: '5',
       RESTORE_ALLOW_PRIVILEGED: 'true',
+      RESTORE_JOBS: '3',
+      RESTORE_POINT_KEEP_HOURS: '24',
     });
     expect(config).toEqual({
       uploadLocation: '/srv/photos',
@@ -52,6 +57,8 @@ describe('loadConfig', () => {
       uploadMaxBytes: 10 * 1024 * 1024,
       childTimeoutMs: 5 * 60 * 1000,
       restoreAllowPrivileged: true,
+      restoreJobs: 3,
+      restorePointKeepHours: 24,
     });
   });
 

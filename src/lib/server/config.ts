@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 /** Where the instance database lives: a cluster the app runs itself, or a server the admin gave us. */
@@ -24,6 +25,10 @@ export interface Config {
   childTimeoutMs: number;
   /** Lets a restore run a dump as a privileged role when no unprivileged one can be had (README, "Security model"). */
   restoreAllowPrivileged: boolean;
+  /** Connections a staged restore loads on at once (1: one psql, as the manual recipe). */
+  restoreJobs: number;
+  /** Hours the database a staged restore replaced is kept (renamed) after its restore-point file is written; 0: dropped at once. */
+  restorePointKeepHours: number;
 }
 
 export class ConfigError extends Error {
@@ -55,6 +60,16 @@ function positiveIntOf(env: Env, name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new ConfigError(name, `is "${raw}", not a positive whole number`, `Set ${name} to a whole number of at least 1, or leave it unset for the default.`);
+  }
+  return value;
+}
+
+function nonNegativeIntOf(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ConfigError(name, `is "${raw}", not a whole number`, `Set ${name} to a whole number of 0 or more, or leave it unset for the default.`);
   }
   return value;
 }
@@ -137,5 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     uploadMaxBytes: positiveIntOf(env, 'UPLOAD_MAX_SIZE_MB', 20 * 1024) * 1024 * 1024,
     childTimeoutMs: positiveIntOf(env, 'BACKUP_TIMEOUT_MINUTES', 6 * 60) * 60 * 1000,
     restoreAllowPrivileged: booleanOf(env, 'RESTORE_ALLOW_PRIVILEGED', false),
+    restoreJobs: env.RESTORE_JOBS ? positiveIntOf(env, 'RESTORE_JOBS', 1) : Math.min(8, availableParallelism()),
+    restorePointKeepHours: env.RESTORE_POINT_KEEP_HOURS ? nonNegativeIntOf(env, 'RESTORE_POINT_KEEP_HOURS', 0) : 0,
   };
 }

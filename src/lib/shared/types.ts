@@ -39,6 +39,10 @@ export interface MaintenanceStatus {
   restorePoint?: string | null;
   startedAt?: string | null;
   finishedAt?: string | null;
+  /** What the current task does now, in words (e.g. which tables are loading). */
+  stage?: string | null;
+  /** Estimated seconds left in the current task; null while unknown. */
+  etaSeconds?: number | null;
 }
 
 export interface QueueStatus {

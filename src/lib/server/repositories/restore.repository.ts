@@ -106,7 +106,7 @@ const END_MARKER = /--\s*PostgreSQL database (cluster )?dump complete/;
 const TAIL_BYTES = 16 * 1024;
 
 /** Fails at the end of the text when the dump's last lines are missing. */
-function endMarkerCheck(): Transform {
+export function endMarkerCheck(): Transform {
   let tail: Buffer = Buffer.alloc(0);
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -153,7 +153,16 @@ function psqlInput(stdin: NodeJS.WritableStream & { destroyed?: boolean }, first
   });
 }
 
-class PsqlInputClosed extends Error {
+export interface PsqlSession {
+  /** Resolves when psql took the bytes (backpressure); rejects once psql stopped reading. */
+  write(chunk: Buffer | string): Promise<void>;
+  /** Ends the input and waits for psql to finish it. */
+  end(): Promise<void>;
+  done: Promise<void>;
+  kill(reason: string): void;
+}
+
+export class PsqlInputClosed extends Error {
   constructor() {
     super('psql stopped reading its input');
   }
@@ -211,6 +220,83 @@ export class RestoreRepository {
       throw new PsqlError(`psql stopped on an error and its transaction was rolled back: ${describePsqlError(error.stderr) || error.message}`);
     }
     if (input.status === 'rejected') throw new PsqlError('psql stopped reading the dump before its end; its transaction was rolled back.');
+  }
+
+  /**
+   * One psql in restricted mode (its key written first, unknown to the input) for a part of a
+   * parallel load: the caller writes the part and ends it. Rejects with the error psql stopped on.
+   */
+  startPsqlSession(options: { psql: string; connection: ConnectionOptions; part: string; signal?: AbortSignal; timeoutMs?: number }): PsqlSession {
+    const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
+    const psql = startChild(options.psql, args, {
+      env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
+      stdio: ['pipe', 'ignore', 'pipe'],
+      signal: options.signal,
+      timeoutMs: options.timeoutMs,
+    });
+    const stdin = psql.child.stdin!;
+    stdin.on('error', () => undefined);
+    const write = (chunk: Buffer | string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        if (stdin.destroyed || stdin.writableEnded) return reject(new PsqlInputClosed());
+        if (stdin.write(chunk)) return resolve();
+        const onDrain = () => (stdin.removeListener('close', onClose), resolve());
+        const onClose = () => (stdin.removeListener('drain', onDrain), reject(new PsqlInputClosed()));
+        stdin.once('drain', onDrain);
+        stdin.once('close', onClose);
+      });
+    const done = psql.done.catch((error: ChildProcessError) => {
+      if (options.signal?.aborted || error.exitCode === null) throw error;
+      throw new PsqlError(`psql stopped on an error while loading ${options.part}: ${describePsqlError(error.stderr, 0) || error.message}`);
+    });
+    done.catch(() => undefined);
+    const first = write(`\\restrict ${randomBytes(24).toString('hex')}\n`);
+    first.catch(() => undefined);
+    return {
+      write: async (chunk) => {
+        await first;
+        await write(chunk);
+      },
+      end: async () => {
+        await first;
+        await new Promise<void>((resolve) => stdin.end(() => resolve()));
+        await done;
+      },
+      done,
+      kill: (reason) => psql.kill(reason),
+    };
+  }
+
+  /**
+   * A session as the load's login in the new database, for what the parallel load asks the
+   * catalog: which table a COPY block fills, and whether emptying it first is safe (a plain table
+   * the login owns, that no foreign key or trigger refers to).
+   */
+  async openCatalog(connection: ConnectionOptions): Promise<{ copyTarget(name: string): Promise<{ oid: string; truncate: string | null } | null>; close(): Promise<void> }> {
+    const client = new pg.Client({ ...connection, application_name: 'lifeboat-restore' });
+    await client.connect();
+    client.on('error', () => undefined);
+    let closed = false;
+    return {
+      copyTarget: async (name) => {
+        const { rows } = await client.query<{ oid: string; truncate: string | null }>(
+          `SELECT c.oid::text AS oid,
+                  CASE WHEN c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE')
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE confrelid = c.oid)
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = c.oid)
+                       THEN format('TRUNCATE ONLY %I.%I;', n.nspname, c.relname) END AS truncate
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = pg_catalog.to_regclass($1)`,
+          [name],
+        );
+        return rows[0] ?? null;
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await client.end();
+      },
+    };
   }
 
   /** Holds the dump open for the whole restore. */
@@ -450,12 +536,12 @@ export interface StagingFacts {
 }
 
 /** "psql:<stdin>:424: ERROR:  ..." → "line 422 of the dump: ERROR:  ..." (the \restrict line and the prelude come first). */
-function describePsqlError(stderr: string): string {
+function describePsqlError(stderr: string, linesBefore = 2): string {
   const lines = stderr.trim().split('\n');
   const at = lines.findIndex((line) => /^psql:<stdin>:\d+: (ERROR|FATAL)/.test(line));
   const relevant = (at >= 0 ? lines.slice(at, at + 4) : lines.slice(-4)).filter((line) => !/^LINE \d+:|^\s*\^\s*$/.test(line));
   return relevant
-    .map((line) => line.replace(/^psql:<stdin>:(\d+): /, (_match, n) => (Number(n) > 2 ? `line ${Number(n) - 2} of the dump: ` : '')))
+    .map((line) => line.replace(/^psql:<stdin>:(\d+): /, (_match, n) => (!linesBefore ? '' : Number(n) > linesBefore ? `line ${Number(n) - linesBefore} of the dump: ` : '')))
     .join('\n')
     .trim();
 }

@@ -9,6 +9,12 @@ import { ALLOWED_EXTENSIONS } from './extensions';
 import type { RestoreLog } from './restore-log';
 import type { ValidatedDump } from './validate-backup';
 
+export interface LoadDeps {
+  config: Config;
+  db: Database;
+  repository: RestoreRepository;
+}
+
 export interface LoadTarget {
   /** psql's login: an unprivileged role (see DumpLogin); its database is `database`. */
   login: ConnectionOptions;
@@ -26,7 +32,7 @@ export interface LoadTarget {
  * file read.
  */
 export async function loadDump(
-  deps: { config: Config; db: Database; repository: RestoreRepository },
+  deps: LoadDeps,
   dump: ValidatedDump,
   log: RestoreLog,
   target: LoadTarget,
@@ -50,20 +56,26 @@ export async function loadDump(
     file,
     compressed: dump.compressed,
     prelude: target.prelude,
-    filter: createRestoreFilter({
-      databaseName: db.connection.database,
-      existingRoles: await repository.roleNames(db.admin ?? db.connection),
-      allowedExtensions: ALLOWED_EXTENSIONS,
-      preparedSchemas: new Set(target.extensions.map((extension) => extension.schema).filter((schema): schema is string => !!schema && schema !== 'public')),
-      onNotice: (message) => void log.info(message),
-      onSummary: (result) => (summary = result),
-    }),
+    filter: await restoreFilterFor(deps, target, log, (result) => (summary = result)),
     signal,
     timeoutMs: deps.config.childTimeoutMs,
     onBytesRead: (bytes) => onProgress(bytes / Math.max(1, dump.size)),
   });
   onProgress(1);
   if (summary) await log.info(describeSummary(summary));
+}
+
+/** The restore filter for this server and target; its summary is logged at the end unless `onSummary` takes it. */
+export async function restoreFilterFor(deps: LoadDeps, target: LoadTarget, log: RestoreLog, onSummary?: (summary: FilterSummary) => void) {
+  const { db, repository } = deps;
+  return createRestoreFilter({
+    databaseName: db.connection.database,
+    existingRoles: await repository.roleNames(db.admin ?? db.connection),
+    allowedExtensions: ALLOWED_EXTENSIONS,
+    preparedSchemas: new Set(target.extensions.map((extension) => extension.schema).filter((schema): schema is string => !!schema && schema !== 'public')),
+    onNotice: (message) => void log.info(message),
+    onSummary: onSummary ?? ((summary) => void log.info(describeSummary(summary))),
+  });
 }
 
 /** One log line: what the app did instead of the dump, and the GRANTs to roles this server lacks. */

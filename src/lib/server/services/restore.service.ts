@@ -1,10 +1,13 @@
 import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatBytes, formatDuration } from '../../shared/format';
 import type { MaintenanceStatus } from '../../shared/types';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { checkHealth } from '../restore/health-check';
 import { disconnect } from '../restore/disconnect';
 import { loadDump } from '../restore/load-dump';
+import { loadDumpParallel } from '../restore/parallel-load';
 import { migrateRestored } from '../restore/migrate';
 import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
@@ -256,7 +259,7 @@ export class RestoreService {
       ({ staged, login } = prepared);
       await log.task('restore', `Restoring ${dump.filename}`);
       loadStarted = true;
-      await loadDump(steps, dump, log, prepared.target, { signal, file });
+      await this.load(dump, prepared, log, signal, file);
       await checkInstalledExtensions(repository, host.db.admin ?? host.db.connection, prepared.target.database);
       if (staged) {
         await login.handOver(staged.staged, prepared.facts!.owner, prepared.properties!);
@@ -283,6 +286,26 @@ export class RestoreService {
     await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
     return { restorePoint, staged };
+  }
+
+  /**
+   * A staged restore loads on several connections (its database is invisible until the swap);
+   * in place it is one transaction, as the rollback needs.
+   */
+  private async load(dump: ValidatedDump, prepared: PreparedLoad, log: RestoreLog, signal: AbortSignal, file: FileHandle): Promise<void> {
+    const { config } = this.host;
+    const steps = { config, db: this.host.db, repository: this.repository };
+    if (!prepared.staged || config.restoreJobs < 2) return loadDump(steps, dump, log, prepared.target, { signal, file });
+    const started = Date.now();
+    const result = await loadDumpParallel(steps, dump, log, prepared.target, {
+      signal,
+      file,
+      jobs: config.restoreJobs,
+      spoolFolder: join(config.uploadLocation, '.lifeboat', 'restore-spool'),
+      onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
+    });
+    const spool = result.spoolPeakBytes ? `, up to ${formatBytes(result.spoolPeakBytes)} read ahead to disk` : '';
+    await log.info(`Loaded ${result.tables} table(s), then ${result.postDataUnits} index, constraint and other step(s), on ${config.restoreJobs} connections in ${formatDuration(Date.now() - started)}${spool}`);
   }
 
   /**

@@ -1,0 +1,170 @@
+import { Writable } from 'node:stream';
+import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
+import { tokenize } from '../dump-filter/statement-rules';
+
+/**
+ * Where the parts of a plain dump go, in the order psql would have read them: the pre-data (all
+ * up to the first `COPY ... FROM stdin`), each COPY block (its statement, rows and `\.` line), and
+ * the rest (sequence values, then the post-data: indexes, constraints, triggers, privileges).
+ * Every method may wait (backpressure).
+ */
+export interface SplitSink {
+  pre(bytes: Buffer): Promise<void>;
+  /** The first COPY block starts (or the input ended without one): the pre-data is complete. */
+  preEnd(): Promise<void>;
+  /** A COPY block; `settings` are the session settings (SET, set_config) in force where it stands. */
+  blockStart(copy: Buffer, table: string | null, settings: string[]): Promise<void>;
+  block(bytes: Buffer): Promise<void>;
+  blockEnd(): Promise<void>;
+  rest(bytes: Buffer): Promise<void>;
+  end(): Promise<void>;
+}
+
+type Op = () => Promise<void>;
+
+/**
+ * Splits the filtered dump (the exact bytes psql would read) with the same lexer as the filter.
+ * It decides nothing about safety: every part still goes to psql in restricted mode as the
+ * unprivileged role. A file that makes it misjudge a boundary only changes the order parts run in.
+ */
+export class DumpSplitter extends Writable implements LexerSink {
+  private readonly lexer = new PsqlLexer(this);
+  private ops: Op[] = [];
+  private phase: 'pre' | 'rest' = 'pre';
+  private inBlock = false;
+  /** COPY rows of a statement too long to capture: they stay where the statement went. */
+  private inlineCopy = false;
+  readonly settings = new SessionSettings();
+
+  constructor(private readonly sink: SplitSink) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    try {
+      this.lexer.write(chunk);
+    } catch (error) {
+      return callback(error as Error);
+    }
+    this.drain().then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    try {
+      this.lexer.end();
+    } catch (error) {
+      return callback(error as Error);
+    }
+    if (this.phase === 'pre') this.ops.push(() => this.sink.preEnd());
+    this.ops.push(() => this.sink.end());
+    this.drain().then(() => callback(), callback);
+  }
+
+  // LexerSink: called synchronously by the lexer; the work is queued and done in order by drain().
+  text(bytes: Buffer): void {
+    this.send(bytes);
+  }
+
+  wants(firstWord: string): boolean {
+    return firstWord === 'copy' || firstWord === 'set' || firstWord === 'select';
+  }
+
+  statement(text: Buffer, info: StatementInfo): void {
+    if (info.firstWord === 'copy' && info.lastWords[0] === 'from' && info.lastWords[1] === 'stdin') {
+      if (this.phase === 'pre') {
+        this.phase = 'rest';
+        this.ops.push(() => this.sink.preEnd());
+      }
+      this.inBlock = true;
+      const settings = this.settings.current();
+      const table = copyTable(text);
+      this.ops.push(() => this.sink.blockStart(text, table, settings));
+      return;
+    }
+    if (info.firstWord === 'set' || info.firstWord === 'select') this.settings.note(text);
+    this.send(text);
+  }
+
+  metaLine(line: Buffer, eol: string): void {
+    this.send(Buffer.concat([line, Buffer.from(eol)]));
+  }
+
+  copy(started: boolean): void {
+    if (started) {
+      if (!this.inBlock) this.inlineCopy = true;
+      return;
+    }
+    if (this.inlineCopy) this.inlineCopy = false;
+    else if (this.inBlock) {
+      this.inBlock = false;
+      this.ops.push(() => this.sink.blockEnd());
+    }
+  }
+
+  private send(bytes: Buffer): void {
+    if (!bytes.length) return;
+    if (this.inBlock) this.ops.push(() => this.sink.block(bytes));
+    else if (this.phase === 'pre') this.ops.push(() => this.sink.pre(bytes));
+    else this.ops.push(() => this.sink.rest(bytes));
+  }
+
+  private async drain(): Promise<void> {
+    const ops = this.ops;
+    this.ops = [];
+    for (const op of ops) await op();
+  }
+}
+
+/**
+ * The session settings a dump makes (SET and set_config), the last value of each: a part run on
+ * another connection replays them first, as psql reading the whole file would have had them.
+ */
+export class SessionSettings {
+  private readonly values = new Map<string, string>();
+  private snapshot: string[] = [];
+
+  note(statement: Buffer): void {
+    if (statement.length > 4096 || this.values.size >= 64) return;
+    const text = statement.toString('utf8');
+    const tokens = tokenize(text) ?? [];
+    let name: string | undefined;
+    if (tokens[0]?.text === 'set') {
+      const at = tokens[1]?.text === 'session' || tokens[1]?.text === 'local' ? 2 : 1;
+      // SET LOCAL ends with its transaction; SET SESSION AUTHORIZATION / ROLE are left out by the filter or refused by the role.
+      if (tokens[1]?.text === 'local') return;
+      name = tokens[at]?.text;
+    } else if (tokens[0]?.text === 'select' && /set_config/i.test(text)) {
+      name = /set_config\s*\(\s*'([^']*)'/i.exec(text)?.[1]?.toLowerCase();
+    }
+    if (!name) return;
+    this.values.set(name, text.endsWith(';') ? text : `${text};`);
+    this.snapshot = [...this.values.values()];
+  }
+
+  /** Shared until the next change: many parts carry the same list. */
+  current(): string[] {
+    return this.snapshot;
+  }
+}
+
+/** `COPY schema.table (...) FROM stdin`: the table as quoted identifiers, or null when it does not read as a plain name. */
+export function copyTable(statement: Buffer): string | null {
+  const tokens = tokenize(statement.subarray(0, 4096).toString('utf8'));
+  if (!tokens || tokens[0]?.text !== 'copy') return null;
+  const parts: string[] = [];
+  let i = 1;
+  for (;;) {
+    const token = tokens[i];
+    if (!token || (token.kind !== 'word' && token.kind !== 'ident')) return null;
+    parts.push(token.text);
+    if (tokens[i + 1]?.kind === 'punct' && tokens[i + 1].text === '.') {
+      i += 2;
+      continue;
+    }
+    const next = tokens[i + 1];
+    if (!next || !((next.kind === 'punct' && next.text === '(') || (next.kind === 'word' && next.text === 'from'))) return null;
+    break;
+  }
+  if (parts.length > 3) return null;
+  return parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
+}
