@@ -18,6 +18,8 @@ export interface CreateBackupOptions {
   compress?: boolean;
   signal?: AbortSignal;
   onBytes?: (bytes: number) => void;
+  /** Another database of the server (the one a staged restore replaced), dumped as the app's role. */
+  database?: string;
 }
 
 const INVALID_NAME = 'Invalid backup name: use a plain file name ending in .sql or .sql.gz';
@@ -58,7 +60,7 @@ export class DatabaseBackupService {
       await this.storage.removeIfExists(tmp);
       await this.dumps.dumpToFile({
         pgDump,
-        connection: this.db.connection,
+        connection: options.database ? { ...this.db.connection, database: options.database } : this.db.connection,
         path: tmp,
         signal: options.signal,
         timeoutMs: this.config.childTimeoutMs,
