@@ -30,7 +30,7 @@ describe('loadConfig', () => {
       childTimeoutMs: 360 * 60 * 1000,
       restoreAllowPrivileged: false,
       restoreJobs: Math.min(8, availableParallelism()),
-      restorePointKeepHours: 0,
+      keepReplacedDatabase: false,
     });
   });
 
@@ -46,7 +46,7 @@ describe('loadConfig', () => {
       BACKUP_TIMEOUT_MINUTES: '5',
       RESTORE_ALLOW_PRIVILEGED: 'true',
       RESTORE_JOBS: '3',
-      RESTORE_POINT_KEEP_HOURS: '24',
+      RESTORE_KEEP_REPLACED_DATABASE: 'true',
     });
     expect(config).toEqual({
       uploadLocation: '/srv/photos',
@@ -58,7 +58,7 @@ describe('loadConfig', () => {
       childTimeoutMs: 5 * 60 * 1000,
       restoreAllowPrivileged: true,
       restoreJobs: 3,
-      restorePointKeepHours: 24,
+      keepReplacedDatabase: true,
     });
   });
 

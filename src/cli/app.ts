@@ -14,7 +14,7 @@ export class UsageError extends Error {}
  * again at the end; a running one's is attached to and left running.
  */
 export async function withApp<T>(fn: (app: Lifeboat) => Promise<T>, options: { skipMigrations?: boolean } = {}): Promise<T> {
-  const app = await Lifeboat.start(loadConfig(), { log: () => undefined, skipMigrations: options.skipMigrations });
+  const app = await Lifeboat.start(loadConfig(), { log: () => undefined, skipMigrations: options.skipMigrations, awaitResume: true });
   let stopping: Promise<void> | null = null;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -31,6 +31,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** The command line's restore migrates after restoring: a database this version cannot migrate must not stop it from starting. */
   skipMigrations?: boolean;
+  /** The command line waits for a replaced database to be saved (see RestoreService.resume) before its command; the web server does it in the background. */
+  awaitResume?: boolean;
 }
 
 /**
@@ -173,6 +175,9 @@ export class Lifeboat {
       const status = await app.maintenance.load();
       // Follow a restore or "maintenance end" run by the command line (or the web server).
       app.maintenance.watch();
+      // A database a staged restore replaced and that was not saved to a file yet (a kill, a restart) is saved now.
+      const resumed = app.restore.resume();
+      if (options.awaitResume) await resumed;
       if (status.active) {
         // A restore may have left the database half-known: migrations wait until maintenance ends.
         log(`Starting in maintenance mode (${status.task}${status.error ? `: ${status.error}` : ''})`);

@@ -27,8 +27,8 @@ export interface Config {
   restoreAllowPrivileged: boolean;
   /** Connections a staged restore loads on at once (1: one psql, as the manual recipe). */
   restoreJobs: number;
-  /** Hours the database a staged restore replaced is kept (renamed) after its restore-point file is written; 0: dropped at once. */
-  restorePointKeepHours: number;
+  /** Keep the database a staged restore replaced (renamed) after its restore-point file is written, until the next restore; else it is dropped then. */
+  keepReplacedDatabase: boolean;
 }
 
 export class ConfigError extends Error {
@@ -60,16 +60,6 @@ function positiveIntOf(env: Env, name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new ConfigError(name, `is "${raw}", not a positive whole number`, `Set ${name} to a whole number of at least 1, or leave it unset for the default.`);
-  }
-  return value;
-}
-
-function nonNegativeIntOf(env: Env, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new ConfigError(name, `is "${raw}", not a whole number`, `Set ${name} to a whole number of 0 or more, or leave it unset for the default.`);
   }
   return value;
 }
@@ -153,6 +143,6 @@ export function loadConfig(env: Env = process.env): Config {
     childTimeoutMs: positiveIntOf(env, 'BACKUP_TIMEOUT_MINUTES', 6 * 60) * 60 * 1000,
     restoreAllowPrivileged: booleanOf(env, 'RESTORE_ALLOW_PRIVILEGED', false),
     restoreJobs: env.RESTORE_JOBS ? positiveIntOf(env, 'RESTORE_JOBS', 1) : Math.min(8, availableParallelism()),
-    restorePointKeepHours: env.RESTORE_POINT_KEEP_HOURS ? nonNegativeIntOf(env, 'RESTORE_POINT_KEEP_HOURS', 0) : 0,
+    keepReplacedDatabase: booleanOf(env, 'RESTORE_KEEP_REPLACED_DATABASE', false),
   };
 }

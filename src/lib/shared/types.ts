@@ -24,7 +24,7 @@ export interface OffsiteCopyStatus {
 }
 
 export type MaintenanceAction = 'start' | 'end' | 'restore_database';
-export type MaintenanceTask = 'backup' | 'restore' | 'migrations' | 'health' | 'rollback' | 'done' | 'error' | 'idle';
+export type MaintenanceTask = 'backup' | 'restore' | 'swap' | 'migrations' | 'health' | 'rollback' | 'done' | 'error' | 'idle';
 
 export interface MaintenanceStatus {
   active: boolean;

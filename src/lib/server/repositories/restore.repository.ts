@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -297,6 +297,17 @@ export class RestoreRepository {
         await client.end();
       },
     };
+  }
+
+  /** The server's data directory (needs an administrator, or pg_read_all_settings). */
+  async dataDirectory(connection: ConnectionOptions): Promise<string> {
+    return withAdmin(connection, null, async (client) => (await client.query<{ dir: string }>("SELECT pg_catalog.current_setting('data_directory') AS dir")).rows[0].dir);
+  }
+
+  /** Free bytes for an unprivileged writer on the disk holding `path`. */
+  async freeBytes(path: string): Promise<number> {
+    const stats = await statfs(path);
+    return stats.bavail * stats.bsize;
   }
 
   /** Holds the dump open for the whole restore. */

@@ -27,10 +27,11 @@ export async function prepareLoad(
   dump: ValidatedDump,
   extensions: DumpExtension[],
   log: RestoreLog,
+  decision?: { facts: StagingFacts | null; reason: string | null },
 ): Promise<PreparedLoad> {
   const { db, repository } = deps;
   const admin = db.admin ?? db.connection;
-  const { facts, reason } = await stagingDecision(repository, admin, dump);
+  const { facts, reason } = decision ?? (await stagingDecision(repository, admin, dump));
   const properties = db.admin ? await repository.databaseProperties(db.admin, db.connection.database) : null;
   let staged: StagedDatabase | null = null;
   let login: DumpLogin | null = null;

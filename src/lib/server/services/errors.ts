@@ -1,7 +1,7 @@
 /** Expected failures, each mapped to one HTTP status by the routes. */
 export class ServiceError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 503 | 507,
     message: string,
   ) {
     super(message);

@@ -11,7 +11,9 @@ import { loadDumpParallel } from '../restore/parallel-load';
 import { migrateRestored } from '../restore/migrate';
 import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
-import type { StagedDatabase } from '../restore/staged-database';
+import { stagingDecision, type StagedDatabase } from '../restore/staged-database';
+import { ReplacedDatabaseRecord, type ReplacedRecord } from '../restore/replaced-database';
+import type { StorageRepository } from '../repositories/storage.repository';
 import { DumpLogin } from '../restore/dump-login';
 import { checkExtensions, checkInstalledExtensions } from '../restore/extensions';
 import { prepareLoad, type PreparedLoad } from '../restore/prepare-load';
@@ -25,6 +27,7 @@ import type { OperationLock } from './operation-lock';
 /** What a restore needs from the app (the Lifeboat composition root provides it). */
 export interface RestoreHost {
   config: Config;
+  storageRepository: StorageRepository;
   db: Database;
   maintenance: MaintenanceService;
   lock: OperationLock;
@@ -36,7 +39,8 @@ export interface RestoreHost {
 }
 
 interface RestoreResult {
-  restorePoint: string;
+  /** In place: the restore-point file made first (plain, compressed afterwards). Staged: null, the replaced database is the restore point. */
+  restorePoint: string | null;
   /** Set when the restore was staged: the replaced database is still there. */
   staged: StagedDatabase | null;
 }
@@ -59,10 +63,28 @@ export class RestoreService {
   private background: Promise<void> | null = null;
   private stopBackground: (() => void) | null = null;
 
+  private readonly replaced: ReplacedDatabaseRecord;
+
   constructor(
     private readonly host: RestoreHost,
     private readonly repository = new RestoreRepository(),
-  ) {}
+  ) {
+    this.replaced = new ReplacedDatabaseRecord(host.storageRepository, join(host.config.uploadLocation, '.lifeboat'));
+  }
+
+  /**
+   * At start: a database a staged restore replaced and that was not saved to a file yet (the
+   * process stopped first) is saved now, in the background.
+   */
+  resume(): Promise<void> {
+    this.background = (async () => {
+      const record = await this.replaced.read();
+      if (!record) return;
+      this.host.log(`The database "${record.database}" replaced by the restore of ${record.restored} is not saved to a file yet: saving it now`);
+      await this.saveReplaced(record);
+    })().catch((error) => this.host.log(`Could not save the replaced database: ${messageOf(error)}`));
+    return this.background;
+  }
 
   /** Step 1, synchronously for the route: 400 bad name or not a dump, 404 missing. */
   validate(name: unknown): Promise<ValidatedDump> {
@@ -161,7 +183,41 @@ export class RestoreService {
    */
   private async precheck(dump: ValidatedDump): Promise<DumpExtension[]> {
     DumpLogin.precheck(this.host.config, this.host.db);
+    const pending = await this.replaced.read();
+    if (pending) {
+      const why = pending.error ? ` The last try failed: ${pending.error}. Fix that and restart Lifeboat (it tries again at start), or drop that database by hand if you do not need it.` : ' Try again in a moment.';
+      throw new ServiceError(409, `The database the last restore replaced ("${pending.database}", the data from before the restore of ${pending.restored}) is still being saved as a restore-point file: a new restore would drop it.${why}`);
+    }
+    await this.checkSpace(dump);
     return checkExtensions(this.repository, this.host.db.admin ?? this.host.db.connection, dump);
+  }
+
+  /**
+   * A staged restore holds the new database beside the live one until the old one is saved and
+   * dropped: refused up front when the server's disk cannot hold it. Only a server on this
+   * machine (the embedded cluster, or one reached by socket or localhost) has a disk we can see.
+   */
+  private async checkSpace(dump: ValidatedDump): Promise<void> {
+    const { db } = this.host;
+    const folder = await this.dataFolder().catch(() => null);
+    if (!folder || !db.admin) return;
+    const free = await this.repository.freeBytes(folder).catch(() => null);
+    if (free === null) return;
+    const needed = estimateDatabaseBytes(dump);
+    if (free >= needed) return;
+    throw new ServiceError(
+      507,
+      `Not enough disk space for this restore: the backup is loaded into a new database beside the current one, which needs about ${formatBytes(needed)} in ${folder}, and ${formatBytes(free)} is free. ` +
+        `Free at least ${formatBytes(needed - free)} (old backups, other files on that disk), then try again. Nothing was changed.`,
+    );
+  }
+
+  private async dataFolder(): Promise<string | null> {
+    const { config, db } = this.host;
+    if (config.database.kind === 'embedded') return config.database.dataLocation;
+    const host = db.connection.host ?? '';
+    if (!(host.startsWith('/') || host === 'localhost' || host === '127.0.0.1' || host === '::1') || !db.admin) return null;
+    return this.repository.dataDirectory(db.admin);
   }
 
   private launch(dump: ValidatedDump, extensions: DumpExtension[], wasActive: boolean, release: () => void): Run {
@@ -191,25 +247,61 @@ export class RestoreService {
   }
 
   /**
-   * Work that need not keep the app down, once a restore succeeded: dropping the database a
-   * staged restore replaced (else the next restore does it), and compressing the restore point,
-   * which is written plain so that making it costs the least downtime. Under the lock, so no
-   * restore starts meanwhile; skipped if a backup runs (the restore point then simply stays
-   * plain). On shutdown it is abandoned safely.
+   * Work that need not keep the app down, once a restore succeeded. Staged: the replaced database
+   * (the restore point) is saved as a restore-point file, then dropped. In place: the restore
+   * point, written plain so that making it cost the least downtime, is compressed. Under the lock,
+   * so no restore starts meanwhile. On shutdown it is abandoned safely (a replaced database is
+   * saved at the next start).
    */
   private async afterRestore({ restorePoint: name, staged }: RestoreResult): Promise<void> {
+    if (staged) {
+      const record = await this.replaced.read();
+      if (record) await this.saveReplaced(record);
+      return;
+    }
+    if (!name) return;
     const controller = new AbortController();
     this.stopBackground = () => controller.abort();
     try {
       await this.host.lock.run('backup', async () => {
-        if (staged) await this.dropReplaced(staged);
         const compressed = await this.host.backups.compressBackup(name, controller.signal);
         if (this.host.maintenance.status.restorePoint === name) await this.host.maintenance.setStatus({ restorePoint: compressed });
         this.host.log(`Restore point compressed: ${compressed}`);
       });
     } catch (error) {
-      const leftover = staged ? '; if the replaced database is still there, the next restore drops it' : '';
-      this.host.log(`After the restore: ${(error as Error).message}. The restore point ${name} stays uncompressed${leftover}`);
+      this.host.log(`After the restore: ${(error as Error).message}. The restore point ${name} stays uncompressed`);
+    } finally {
+      this.stopBackground = null;
+    }
+  }
+
+  /** Dumps the replaced database into a restore-point file, then drops it (or keeps it until the next restore: RESTORE_KEEP_REPLACED_DATABASE). */
+  private async saveReplaced(record: ReplacedRecord): Promise<void> {
+    const controller = new AbortController();
+    this.stopBackground = () => controller.abort();
+    const note = (line: string) => {
+      this.host.log(line);
+      return this.host.maintenance.log(line).catch(() => undefined);
+    };
+    try {
+      await this.host.lock.run('backup', async () => {
+        const admin = this.host.db.admin ?? this.host.db.connection;
+        if (!(await this.repository.databaseExists(admin, record.database))) {
+          await this.replaced.clear();
+          return;
+        }
+        const { filename } = await this.host.backups.createBackup({ kind: 'restore-point', database: record.database, signal: controller.signal });
+        await this.replaced.clear();
+        if (this.host.maintenance.status.backup === record.restored && !this.host.maintenance.status.restorePoint) await this.host.maintenance.setStatus({ restorePoint: filename }).catch(() => undefined);
+        if (this.host.config.keepReplacedDatabase) return note(`Restore point ${filename} saved from the replaced database "${record.database}", which is kept until the next restore (RESTORE_KEEP_REPLACED_DATABASE)`);
+        await this.repository.dropDatabase(admin, record.database);
+        await note(`Restore point ${filename} saved from the replaced database "${record.database}", which was then dropped`);
+      });
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      const message = messageOf(error);
+      await this.replaced.write({ ...record, error: message }).catch(() => undefined);
+      await note(`Could not save the replaced database "${record.database}" as a restore point (${message}); it is kept, and Lifeboat tries again at its next start`);
     } finally {
       this.stopBackground = null;
     }
@@ -229,19 +321,25 @@ export class RestoreService {
   }
 
   /**
-   * The restore itself, one step after another (validation and the lock came before). Returns
-   * the restore point on success. (Loading a staged restore while the restore point is made
-   * was measured: on 2 cores the two compete, and the whole restore took longer.)
+   * The restore itself, one step after another (validation and the lock came before). Staged (the
+   * default), the live database is left alone until the swap and then kept, renamed, as the
+   * restore point (saved to a file once the app is back). In place, a restore-point file is made
+   * first, and the load is one transaction.
    */
   private async run(dump: ValidatedDump, extensions: DumpExtension[], wasActive: boolean, signal: AbortSignal, file: FileHandle): Promise<RestoreResult | null> {
     const { host, repository } = this;
     const log = new RestoreLog(host.maintenance, (line) => host.log(line));
     const steps = { config: host.config, db: host.db, repository };
+    const admin = host.db.admin ?? host.db.connection;
 
-    let restorePoint: string;
-    try {
+    let restorePoint: string | null = null;
+    const makeRestorePoint = async () => {
       restorePoint = await createRestorePoint(host.backups, () => repository.databaseSize(host.db), log, signal);
       await host.maintenance.setStatus({ restorePoint });
+    };
+    const decision = await stagingDecision(repository, admin, dump);
+    try {
+      if (decision.reason) await makeRestorePoint();
     } catch (error) {
       await this.stopUnchanged(log, error, wasActive, signal);
       return null;
@@ -255,21 +353,29 @@ export class RestoreService {
     let loadStarted = false;
     try {
       await disconnect(host.db, repository, log);
-      prepared = await prepareLoad(steps, dump, extensions, log);
+      prepared = await prepareLoad(steps, dump, extensions, log, decision);
       ({ staged, login } = prepared);
+      // A new database could not be made after all: in place, after a restore-point file.
+      if (!staged && !restorePoint) await makeRestorePoint();
       await log.task('restore', `Restoring ${dump.filename}`);
       loadStarted = true;
       await this.load(dump, prepared, log, signal, file);
-      await checkInstalledExtensions(repository, host.db.admin ?? host.db.connection, prepared.target.database);
+      await checkInstalledExtensions(repository, admin, prepared.target.database);
       if (staged) {
+        await log.task('swap', 'Giving the restored database its name');
         await login.handOver(staged.staged, prepared.facts!.owner, prepared.properties!);
-        await staged.swapIn();
+        // Recorded before the swap: a process killed right after it still finds and saves the old data.
+        await this.replaced.write({ database: staged.replaced, restored: dump.filename, replacedAt: new Date().toISOString() });
+        await staged.swapIn().catch(async (error) => {
+          if (!staged!.isSwappedIn) await this.replaced.clear();
+          throw error;
+        });
       } else if (prepared.properties) {
         // In place the dump ran as the database's owner: what it changed about the database itself is undone.
         await repository.setDatabaseProperties(host.db.admin!, host.db.connection.database, prepared.properties);
       }
       committed = true;
-      await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}"` : `${dump.filename} restored`);
+      await log.info(staged ? `${dump.filename} restored; the new database took the name "${host.db.connection.database}", the previous one is kept as "${staged.replaced}" (the restore point)` : `${dump.filename} restored`);
       await this.resetOwnerRole();
       await migrateRestored(() => host.migrate(), log);
       await checkHealth(host.db, () => host.auth.hasAdmin(), log);
@@ -283,7 +389,7 @@ export class RestoreService {
     }
     await login.release(log);
     host.forgetOnboarding();
-    await host.maintenance.end({ task: 'done', progress: 1, error: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
+    await host.maintenance.end({ task: 'done', progress: 1, error: null, stage: null, etaSeconds: null }, `Restore of ${dump.filename} complete: maintenance mode ended. Sign in with the restored instance's accounts.`);
     host.log(`Restore of ${dump.filename} complete`);
     return { restorePoint, staged };
   }
@@ -335,20 +441,6 @@ export class RestoreService {
     }
   }
 
-  /** A failure here only costs disk space until the next restore. */
-  private async dropReplaced(staged: StagedDatabase): Promise<void> {
-    const note = (line: string) => {
-      this.host.log(line);
-      return this.host.maintenance.log(line);
-    };
-    try {
-      await staged.dropReplaced();
-      await note(`Dropped the database the restore replaced ("${staged.replaced}")`);
-    } catch (error) {
-      await note(`Could not drop the database the restore replaced ("${staged.replaced}": ${messageOf(error)}); the next restore drops it`);
-    }
-  }
-
   /** The restore point failed: nothing was changed. Maintenance mode goes back to how it was. */
   private async stopUnchanged(log: RestoreLog, error: unknown, wasActive: boolean, signal: AbortSignal): Promise<void> {
     const why = signal.aborted ? `interrupted because ${SHUTDOWN}` : `the restore point could not be created: ${messageOf(error)}`;
@@ -369,12 +461,15 @@ export class RestoreService {
   private async recover(
     log: RestoreLog,
     error: unknown,
-    context: { dump: ValidatedDump; restorePoint: string; committed: boolean; before: string | null; staged: StagedDatabase | null; signal: AbortSignal; loadStarted?: boolean },
+    context: { dump: ValidatedDump; restorePoint: string | null; committed: boolean; before: string | null; staged: StagedDatabase | null; signal: AbortSignal; loadStarted?: boolean },
   ): Promise<void> {
     const { host } = this;
     const { restorePoint, signal, staged } = context;
     const failedTask = host.maintenance.status.task;
     const original = `Restore failed: ${messageOf(error)}`;
+    const notNeeded = restorePoint ? ` (the restore point ${restorePoint} was not needed)` : '';
+    // Staged, once swapped in: the previous database is the restore point, kept under another name.
+    const keptAs = staged?.isSwappedIn ? `the previous database is kept as "${staged.replaced}"` : null;
     const fail = async (message: string) => {
       await log.info(message);
       await host.maintenance.setStatus({ task: 'error', error: message, finishedAt: new Date().toISOString() });
@@ -391,8 +486,12 @@ export class RestoreService {
     if (signal.aborted) {
       // No rollback while the server stops: the admin decides after the restart.
       const state = (await unchanged())
-        ? `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`
-        : `the database may hold the backup, not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`;
+        ? staged
+          ? `the backup was being loaded into a separate database, so the database is as it was`
+          : `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`
+        : keptAs
+          ? `the database holds the backup, not yet checked (interrupted during "${failedTask}"); ${keptAs} and is saved as a restore-point file at the next start`
+          : `the database may hold the backup, not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`;
       return fail(`Restore interrupted because ${SHUTDOWN}: ${state}.`);
     }
     await log.info(original);
@@ -406,9 +505,9 @@ export class RestoreService {
             return 'which could not be dropped yet (the next restore drops it)';
           },
         );
-        return fail(`${original}. The database was not changed: the backup was being restored into a separate database, ${dropped} (the restore point ${restorePoint} was not needed).`);
+        return fail(`${original}. The database was not changed: the backup was being restored into a separate database, ${dropped}${notNeeded}.`);
       }
-      return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back (the restore point ${restorePoint} was not needed).`);
+      return fail(`${original}. The database was not changed: the restore runs in one transaction, which was rolled back${notNeeded}.`);
     }
 
     if (staged?.isSwappedIn) {
@@ -416,12 +515,20 @@ export class RestoreService {
         await log.task('rollback', `Rolling back: the previous database gets its name back (it is kept aside until the restore succeeds)`);
         await host.db.closePool();
         await staged.swapBack();
+        await this.replaced.clear();
         host.forgetOnboarding();
-        return fail(`${original}. Rolled back to the database as it was before the restore: OK (the restore point ${restorePoint} was not needed)`);
+        return fail(`${original}. Rolled back to the database as it was before the restore: OK (a swap of names back)`);
       } catch (swapError) {
+        if (!restorePoint) {
+          return fail(
+            `${original}. Rolling back FAILED too: the previous database could not get its name back (${messageOf(swapError)}). ` +
+              `Nothing is lost: ${keptAs}, and Lifeboat saves it as a restore-point file at its next start; restart Lifeboat, then restore that file (Administration > Maintenance).`,
+          );
+        }
         await log.info(`Could not give the previous database its name back (${messageOf(swapError)}): restoring the restore point instead`);
       }
     }
+    if (!restorePoint) return fail(`${original}. There is no restore-point file to roll back to${keptAs ? `; ${keptAs}` : ''}.`);
 
     try {
       await log.task('rollback', `Rolling back to the restore point ${restorePoint}`);
@@ -444,6 +551,11 @@ export class RestoreService {
     }
     return fail(`${original}. Rolled back to ${restorePoint}: OK`);
   }
+}
+
+/** How much room a staged restore's new database needs: a compressed dump is about an eighth of it, a plain one a little less. */
+export function estimateDatabaseBytes(dump: { size: number; compressed: boolean }): number {
+  return Math.ceil(dump.size * (dump.compressed ? 8 : 1.3));
 }
 
 /** The message without its final full stop: it is followed by more sentences. */
