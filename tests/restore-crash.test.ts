@@ -93,7 +93,8 @@ describe('a restore killed with SIGKILL during the restore step', () => {
     try {
       expect(app.maintenance.status).toMatchObject({ active: true, task: 'error', backup: filename });
       expect(app.maintenance.status.error).toMatch(/interrupted during the "restore" step/);
-      expect(app.maintenance.status.restorePoint).toMatch(/^restore-point-/);
+      // Staged: no restore-point file was needed, the live database was never touched.
+      expect(app.maintenance.status.restorePoint ?? null).toBeNull();
       const now = await snapshot(app.db);
       expect([oldState, backupState]).toContainEqual(now);
       expect(now).toEqual(oldState);
@@ -110,6 +111,61 @@ describe('a restore killed with SIGKILL during the restore step', () => {
       expect(await snapshot(app.db)).toEqual(backupState);
       await app.restore.idle();
       expect(await beside()).toEqual([]);
+    } finally {
+      await app.shutdown();
+    }
+  });
+});
+
+describe('a restore killed with SIGKILL right after the swap', () => {
+  const uploadLocation = mkdtempSync(join(tmpdir(), 'lifeboat-crash-swap-'));
+  let database = '';
+  afterAll(async () => {
+    if (database) await dropDatabase(database);
+    rmSync(uploadLocation, { recursive: true, force: true });
+  });
+
+  it('comes back with the old data reachable: the replaced database is saved as a restore-point file at the next start, and that file restores it', async () => {
+    database = await createDatabase('crashswap');
+    const { host, port, user } = testCluster();
+    const env = { UPLOAD_LOCATION: uploadLocation, DB_HOSTNAME: host, DB_PORT: String(port), DB_USERNAME: user, DB_DATABASE_NAME: database };
+    const start = () => Lifeboat.start(loadConfig(env), { log: () => undefined });
+
+    let app = await start();
+    await seed(app.db, { assets: 20_000 });
+    const { filename } = await app.backups.createBackup();
+    const backupState = await snapshot(app.db);
+    await changeData(app.db);
+    const oldState = await snapshot(app.db);
+    await app.shutdown();
+
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'restore', filename, '--yes'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (_code, signal) => resolve(signal === 'SIGKILL' ? -9 : _code)));
+    // The moment the old database carries its kept-aside name, the process dies.
+    const replaced = stagingNames(database).replaced;
+    const swapped = () => withClient('postgres', async (client) => (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [replaced])).rowCount === 1);
+    const deadline = Date.now() + 120_000;
+    while (!(await swapped()) && Date.now() < deadline && child.exitCode === null) await sleep(10);
+    expect(await swapped(), output).toBe(true);
+    child.kill('SIGKILL');
+    await exited;
+
+    app = await start();
+    try {
+      // Saved in the background at start, then dropped; the live database holds the backup.
+      await app.restore.idle();
+      const points = readdirSync(app.backups.backupsFolder).filter((name) => name.startsWith('restore-point-'));
+      expect(points, output).toHaveLength(1);
+      const beside = await withClient('postgres', async (client) => (await client.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${database}__lifeboat`])).rows);
+      expect(beside).toEqual([]);
+      if (app.maintenance.isActive()) await app.restore.endMaintenance('the test').catch(() => undefined);
+      expect(await snapshot(app.db)).toEqual(backupState);
+      const back = await app.restore.restore(await app.restore.validate(points[0]), { by: 'the test' });
+      expect(back.error).toBeNull();
+      expect(await snapshot(app.db)).toEqual(oldState);
     } finally {
       await app.shutdown();
     }
