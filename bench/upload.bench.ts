@@ -1,7 +1,10 @@
 // `npm run bench:upload`: streams a 1 GiB .sql.gz through the real upload route of the built
 // server (multer → gzip check on the way → disk → header check → rename) over loopback, and prints its throughput against a
 // plain "request body → file" server measured in the same run, and the server's RSS growth.
-// Options (environment): UPLOAD_BENCH_MB (default 1024).
+// Best of UPLOAD_BENCH_ROUNDS (default 3) alternating rounds; the throughput counts until the 201 answer,
+// so the checks that finish after the last byte (gzip tail, header, fsync, rename) are in it.
+// Ends with one JSON line: {"uploadThroughputRatio":…, "rssGrowthMiB":…}.
+// Options (environment): UPLOAD_BENCH_MB (default 1024), UPLOAD_BENCH_ROUNDS (default 3), UPLOAD_BENCH_FILE.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { createGzip } from 'node:zlib';
 const root = new URL('..', import.meta.url).pathname;
 const TARGET_BYTES = Number(process.env.UPLOAD_BENCH_MB || 1024) * 1024 * 1024;
 const RSS_TARGET_MB = 64;
+const ROUNDS = Number(process.env.UPLOAD_BENCH_ROUNDS || 3);
 const mb = (bytes: number) => bytes / 1024 / 1024;
 
 const HEADER = `--
@@ -81,9 +85,9 @@ interface UploadResult {
 }
 
 /** Streams the file as multipart/form-data with http.request, never reading it into memory. */
-function upload(url: string, file: string, headers: Record<string, string> = {}): Promise<UploadResult> {
+function upload(url: string, file: string, headers: Record<string, string> = {}, name = 'bench.sql.gz'): Promise<UploadResult> {
   const boundary = `lifeboat-bench-${randomBytes(8).toString('hex')}`;
-  const head = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="bench.sql.gz"\r\ncontent-type: application/gzip\r\n\r\n`);
+  const head = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="${name}"\r\ncontent-type: application/gzip\r\n\r\n`);
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const size = statSync(file).size;
   const started = performance.now();
@@ -165,40 +169,61 @@ async function main() {
   mkdirSync(uploadLocation);
   let server: Awaited<ReturnType<typeof startServer>> | null = null;
   try {
-    const file = join(work, 'bench.sql.gz');
-    console.log(`Generating a ${mb(TARGET_BYTES).toFixed(0)} MiB .sql.gz (dump header + random COPY rows)…`);
-    const t0 = performance.now();
-    const size = await generateDump(file);
-    console.log(`  ${mb(size).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-
-    const base = await baseline(file, work);
-    console.log(`Baseline (request body piped into a file, same process): ${(mb(size) / (base.transferMs / 1000)).toFixed(0)} MB/s`);
+    // UPLOAD_BENCH_FILE keeps the generated file between runs (it is made there when missing).
+    const file = process.env.UPLOAD_BENCH_FILE || join(work, 'bench.sql.gz');
+    let size: number;
+    if (existsSync(file)) {
+      size = statSync(file).size;
+      console.log(`Using ${file} (${mb(size).toFixed(0)} MiB)`);
+    } else {
+      console.log(`Generating a ${mb(TARGET_BYTES).toFixed(0)} MiB .sql.gz (dump header + random COPY rows)…`);
+      const t0 = performance.now();
+      size = await generateDump(file);
+      console.log(`  ${mb(size).toFixed(0)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
 
     server = await startServer(uploadLocation, join(work, 'postgres'));
     const signUp = { email: 'bench@example.com', password: 'bench-password', name: 'Bench' };
     await fetch(`${server.url}/api/auth/admin-sign-up`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(signUp) });
     const login = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(signUp) });
     const { accessToken } = (await login.json()) as { accessToken: string };
-
     const pid = server.child.pid!;
-    const before = rssOf(pid);
-    let peak = before.rss;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid).rss)), 50);
-    const result = await upload(`${server.url}/api/admin/database-backups/upload`, file, { authorization: `Bearer ${accessToken}` });
-    clearInterval(sampler);
-    const after = rssOf(pid);
-    peak = Math.max(peak, after.rss);
-    if (result.status !== 201) throw new Error(`upload answered ${result.status}: ${result.body}`);
-    const stored = join(uploadLocation, 'backups', 'uploaded-bench.sql.gz');
-    if (statSync(stored).size !== size) throw new Error('the stored file does not have the uploaded size');
 
-    const transfer = mb(size) / (result.transferMs / 1000);
-    const total = mb(size) / (result.totalMs / 1000);
-    const growth = mb(peak - before.rss);
-    console.log(`Upload route (multer disk storage, the whole gzip decompressed on the way in, dump header check, fsync, rename):`);
-    console.log(`  transfer: ${transfer.toFixed(0)} MB/s (${(result.transferMs / 1000).toFixed(1)} s), ratio to baseline ${(transfer / (mb(size) / (base.transferMs / 1000))).toFixed(2)}`);
-    console.log(`  until the 201 answer: ${total.toFixed(0)} MB/s (${(result.totalMs / 1000).toFixed(1)} s; checks and fsync ${((result.totalMs - result.transferMs) / 1000).toFixed(1)} s)`);
-    console.log(`Server RSS: ${mb(before.rss).toFixed(0)} MB before, ${mb(peak).toFixed(0)} MB at peak (VmHWM ${mb(after.hwm).toFixed(0)} MB): growth ${growth.toFixed(1)} MB (target ≤ ${RSS_TARGET_MB} MB) ${growth <= RSS_TARGET_MB ? 'OK' : 'OVER TARGET'}`);
+    // Alternating rounds, best of each: the 2 cores are shared, so both sides meet the same noise.
+    const bases: UploadResult[] = [];
+    const apps: UploadResult[] = [];
+    let growth = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const base = await baseline(file, work);
+      bases.push(base);
+      const before = rssOf(pid);
+      let peak = before.rss;
+      const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid).rss)), 20);
+      const name = `bench-${round}.sql.gz`;
+      const result = await upload(`${server.url}/api/admin/database-backups/upload`, file, { authorization: `Bearer ${accessToken}` }, name);
+      clearInterval(sampler);
+      peak = Math.max(peak, rssOf(pid).rss);
+      if (result.status !== 201) throw new Error(`upload answered ${result.status}: ${result.body}`);
+      const stored = join(uploadLocation, 'backups', `uploaded-${name}`);
+      if (statSync(stored).size !== size) throw new Error('the stored file does not have the uploaded size');
+      rmSync(stored);
+      apps.push(result);
+      growth = Math.max(growth, mb(peak - before.rss));
+      const rate = (ms: number) => `${(mb(size) / (ms / 1000)).toFixed(0)} MB/s`;
+      console.log(`  round ${round}: baseline ${rate(base.totalMs)}; upload route ${rate(result.totalMs)} until the 201 answer (transfer ${rate(result.transferMs)}), RSS +${mb(peak - before.rss).toFixed(1)} MB`);
+    }
+
+    const best = (results: UploadResult[], key: 'transferMs' | 'totalMs') => Math.min(...results.map((r) => r[key]));
+    const baseMs = best(bases, 'totalMs');
+    const appMs = best(apps, 'totalMs');
+    const transferMs = best(apps, 'transferMs');
+    const ratio = baseMs / appMs;
+    console.log(`\nBest of ${ROUNDS} (${mb(size).toFixed(0)} MiB .sql.gz over loopback):`);
+    console.log(`  baseline (request body piped into a file, no checks): ${(mb(size) / (baseMs / 1000)).toFixed(0)} MB/s`);
+    console.log(`  upload route (multer, whole gzip checked beside the transfer, dump header, fsync, rename), until the 201 answer: ${(mb(size) / (appMs / 1000)).toFixed(0)} MB/s, ratio ${ratio.toFixed(2)} (target ≥ 0.50) ${ratio >= 0.5 ? 'OK' : 'MISSED'}`);
+    console.log(`  the same, until the last byte was sent (before the answer): ratio ${(baseMs / transferMs).toFixed(2)}`);
+    console.log(`  server RSS growth, largest of the rounds: ${growth.toFixed(1)} MB (target ≤ ${RSS_TARGET_MB} MB) ${growth <= RSS_TARGET_MB ? 'OK' : 'OVER TARGET'}`);
+    console.log(JSON.stringify({ uploadThroughputRatio: Number(ratio.toFixed(3)), rssGrowthMiB: Number(growth.toFixed(1)) }));
   } finally {
     if (server && server.child.exitCode === null) {
       const exited = new Promise((resolve) => server!.child.once('exit', resolve));

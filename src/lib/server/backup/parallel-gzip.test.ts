@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { bytesCounter, createParallelGzip } from './parallel-gzip';
+import { bytesCounter, createParallelGzip, DEFAULT_CHUNK_SIZE } from './parallel-gzip';
 
 const run = promisify(execFile);
 
@@ -91,7 +91,7 @@ describe('createParallelGzip', () => {
   const cases: Array<[string, Buffer, number]> = [
     ['random, 1 KiB chunks', randomBytes(300_000), 1024],
     ['random, 64 KiB chunks', randomBytes(1_000_000), 64 * 1024],
-    ['random, default chunk size', randomBytes(3 * 1024 * 1024 + 17), 0],
+    ['random, default chunk size', randomBytes(2 * 4 * 1024 * 1024 + 17), 0],
     ['random, input exactly two chunks', randomBytes(2 * 65_536), 65_536],
     ['compressible, 4 KiB chunks', compressible, 4096],
     ['compressible, 100 KiB chunks', compressible, 100 * 1024],
@@ -101,7 +101,7 @@ describe('createParallelGzip', () => {
     it(`round-trips ${name}`, async () => {
       const gz = await compress(input, createParallelGzip({ concurrency: 3, ...(chunkSize ? { chunkSize } : {}) }));
       expect(gunzipSync(gz).equals(input)).toBe(true);
-      const expectedMembers = Math.max(1, Math.ceil(input.length / (chunkSize || 1024 * 1024)));
+      const expectedMembers = Math.max(1, Math.ceil(input.length / (chunkSize || DEFAULT_CHUNK_SIZE)));
       expect(zlibHooks.calls).toBe(expectedMembers);
       await gzipTestAccepts(gz, `${name.replace(/\W+/g, '-')}.gz`);
     });
@@ -114,6 +114,23 @@ describe('createParallelGzip', () => {
     const gz = await compress(input, createParallelGzip({ chunkSize: 1000, concurrency: 4 }));
     expect(zlibHooks.maxActive).toBe(4);
     expect(gunzipSync(gz).equals(input)).toBe(true);
+  });
+
+  it('copies its input: a writer may refill its buffer once a write is accepted, while members still compress', async () => {
+    zlibHooks.delayMs = (call) => (call % 2 ? 15 : 1);
+    const gz = createParallelGzip({ chunkSize: 3000, concurrency: 3 });
+    const out: Buffer[] = [];
+    gz.on('data', (chunk: Buffer) => out.push(chunk));
+    const buffer = Buffer.alloc(1000);
+    const expected: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      buffer.fill(33 + i);
+      expected.push(Buffer.from(buffer));
+      await new Promise<void>((resolve, reject) => gz.write(buffer, (error) => (error ? reject(error) : resolve())));
+    }
+    gz.end();
+    await once(gz, 'end');
+    expect(gunzipSync(Buffer.concat(out)).equals(Buffer.concat(expected))).toBe(true);
   });
 
   it('writes a valid empty gzip file for empty input', async () => {

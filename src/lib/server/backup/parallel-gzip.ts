@@ -8,23 +8,12 @@ export interface ParallelGzipOptions {
   concurrency?: number;
 }
 
-// Measured on a 2-core machine: a 200 MiB PostgreSQL 15 database shaped like Immich's
-// (COPY rows of uuids, upload/<uuid>/ab/cd/<uuid>.jpg paths, timestamps, base64 checksums,
-// names, embeddings), `pg_dump | gzip -6` against pg_dump piped through this stream:
-//   pg_dump | gzip -6   8.99 s  69.1 MiB
-//   level 1             1.92 s  74.8 MiB  0.21x time  1.08x size
-//   level 2             1.97 s  73.5 MiB  0.22x time  1.06x size
-//   level 3             2.05 s  71.8 MiB  0.23x time  1.04x size
-//   level 4             2.22 s  71.8 MiB  0.25x time  1.04x size
-//   level 5             2.81 s  68.3 MiB  0.31x time  0.99x size
-//   level 6             3.72 s  67.4 MiB  0.41x time  0.98x size
-// (pg_dump alone: 1.2 s. Compression only, bench/gzip-levels.ts: gzip -6 8.7 s, level 3 1.6 s.)
-// Level 3 is the knee: the best size of zlib's fast levels (1-3) at nearly level 1's speed,
-// leaving headroom under the 0.5x target when pg_dump and the server share the two cores.
-export const DEFAULT_GZIP_LEVEL = 3;
-export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
-// One more than the cores so a finished member's slot is refilled while the others run.
+// See bench/gzip-levels.ts and bench/backup.bench.ts for the figures behind these defaults.
+export const DEFAULT_GZIP_LEVEL = 1;
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_CONCURRENCY = Math.min(availableParallelism() + 1, 8);
+// zlib's largest hash table and pending buffer: a little faster and smaller at the fast levels, 128 KiB more per member.
+const MEM_LEVEL = 9;
 
 interface Member {
   out: Buffer | null;
@@ -34,13 +23,22 @@ interface Member {
  * gzip as a Transform that compresses ~chunkSize pieces as independent gzip members on
  * libuv's thread pool and emits them in input order. Concatenated members are a valid
  * gzip file for gunzip, `gzip -t` and zlib.createGunzip().
+ *
+ * Input is copied into a few reused chunkSize buffers (concurrency + 1 at most), so a
+ * long backup allocates almost nothing per chunk: fresh buffers cost page faults and
+ * garbage collection on the main thread, which shares the cores with pg_dump and zlib.
  */
 class ParallelGzip extends Transform {
   readonly #level: number;
   readonly #chunkSize: number;
   readonly #concurrency: number;
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
+  /** Input buffers no member uses any more. */
+  #free: Buffer[] = [];
+  /** The buffer being filled and how much of it is. */
+  #fill: Buffer | null = null;
+  #fillBytes = 0;
+  /** What is left of the current write once the fill buffer is full and no member may start. */
+  #rest: Buffer | null = null;
   // In-flight and finished-but-not-yet-emitted members, oldest first.
   #members: Member[] = [];
   #started = 0;
@@ -62,8 +60,7 @@ class ParallelGzip extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#pending.push(chunk);
-    this.#pendingBytes += chunk.length;
+    this.#rest = chunk;
     this.#writeCallback = callback;
     this.#pump();
   }
@@ -75,70 +72,68 @@ class ParallelGzip extends Transform {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // zlib work already queued cannot be cancelled; its callbacks see `destroyed` and do nothing.
-    this.#pending = [];
+    this.#free = [];
+    this.#fill = null;
+    this.#rest = null;
     this.#members = [];
     this.#writeCallback = null;
     this.#flushCallback = null;
     callback(error);
   }
 
-  // A full readable side needs no check here: Transform itself holds our write callback
-  // until the reader catches up, so no new input arrives to start work with.
   #hasRoom(): boolean {
     return this.#members.length < this.#concurrency;
   }
 
   #pump(): void {
     if (this.destroyed) return;
-    while (this.#hasRoom()) {
-      if (this.#pendingBytes >= this.#chunkSize) this.#start(this.#cut(this.#chunkSize));
-      // The last partial chunk; an empty input still gets one (empty) member, so the file is valid gzip.
-      else if (this.#flushCallback && (this.#pendingBytes > 0 || this.#started === 0)) this.#start(this.#cut(this.#pendingBytes));
-      else break;
+    while (this.#rest && this.#rest.length > 0) {
+      if (this.#fillBytes === this.#chunkSize) {
+        if (!this.#hasRoom()) break;
+        this.#startFill();
+      }
+      this.#fill ??= this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#chunkSize);
+      const bytes = Math.min(this.#rest.length, this.#chunkSize - this.#fillBytes);
+      this.#rest.copy(this.#fill, this.#fillBytes, 0, bytes);
+      this.#fillBytes += bytes;
+      this.#rest = bytes === this.#rest.length ? null : this.#rest.subarray(bytes);
     }
-    if (this.#writeCallback && this.#pendingBytes < this.#chunkSize) {
+    // A full chunk starts at once when it may, so compression never waits for the next write.
+    if (this.#fillBytes === this.#chunkSize && this.#hasRoom()) this.#startFill();
+    if (this.#writeCallback && !this.#rest) {
       const callback = this.#writeCallback;
       this.#writeCallback = null;
       callback();
     }
-    if (this.#flushCallback && this.#pendingBytes === 0 && this.#started > 0 && this.#members.length === 0) {
-      const callback = this.#flushCallback;
-      this.#flushCallback = null;
-      callback();
-    }
-  }
-
-  #cut(bytes: number): Buffer {
-    const parts: Buffer[] = [];
-    let needed = bytes;
-    while (needed > 0) {
-      const head = this.#pending[0];
-      if (head.length <= needed) {
-        parts.push(head);
-        this.#pending.shift();
-        needed -= head.length;
-      } else {
-        parts.push(head.subarray(0, needed));
-        this.#pending[0] = head.subarray(needed);
-        needed = 0;
+    if (this.#flushCallback && !this.#rest) {
+      // The last partial chunk; an empty input still gets one (empty) member, so the file is valid gzip.
+      if ((this.#fillBytes > 0 || this.#started === 0) && this.#hasRoom()) this.#startFill();
+      if (this.#fillBytes === 0 && this.#started > 0 && this.#members.length === 0) {
+        const callback = this.#flushCallback;
+        this.#flushCallback = null;
+        callback();
       }
     }
-    this.#pendingBytes -= bytes;
-    // Always a copy: a writer may reuse its buffer once the write callback ran, before zlib reads it.
-    return Buffer.concat(parts, bytes);
   }
 
-  #start(input: Buffer): void {
+  #startFill(): void {
+    const input = this.#fill ?? Buffer.alloc(0);
+    const bytes = this.#fillBytes;
+    this.#fill = null;
+    this.#fillBytes = 0;
     const member: Member = { out: null };
     this.#members.push(member);
     this.#started++;
-    // A larger output buffer than zlib's 16 KiB default means fewer thread-pool round trips per member.
-    gzip(input, { level: this.#level, chunkSize: 64 * 1024 }, (error, out) => {
+    // An output buffer near the compressed size makes a member one thread-pool round trip.
+    const outChunk = Math.max(64 * 1024, Math.min(bytes, 1024 * 1024));
+    gzip(input.subarray(0, bytes), { level: this.#level, memLevel: MEM_LEVEL, chunkSize: outChunk }, (error, out) => {
       if (this.destroyed) return;
       if (error) {
         this.destroy(error);
         return;
       }
+      // zlib is done with the input: the buffer can take the next chunk.
+      if (input.length === this.#chunkSize) this.#free.push(input);
       member.out = out;
       this.#emitReady();
     });

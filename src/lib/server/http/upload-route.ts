@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { basename } from 'node:path';
 import multer from 'multer';
 import type { Lifeboat } from '../app';
 import { UploadRepository } from '../repositories/upload.repository';
@@ -87,13 +86,10 @@ async function upload(req: IncomingMessage, res: ServerResponse, app: Lifeboat):
 
 function receive(req: IncomingMessage, service: BackupUploadService, temps: string[]): Promise<(Express.Multer.File & GzipChecked) | undefined> {
   const middleware = multer({
-    storage: checkingDiskStorage({
-      destination: (_req, _file, callback) => callback(null, service.folder),
-      filename: (_req, _file, callback) => {
-        const path = service.tempPath();
-        temps.push(path);
-        callback(null, basename(path));
-      },
+    storage: checkingDiskStorage(() => {
+      const path = service.tempPath();
+      temps.push(path);
+      return path;
     }),
     limits: { fileSize: service.maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
     // Name and conflict are known from the part header: refuse before a byte is stored.

@@ -1,67 +1,85 @@
+import { createWriteStream, fdatasync, open, unlink } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import multer from 'multer';
+import { pipeline } from 'node:stream/promises';
+import type multer from 'multer';
+import { GzipCheck } from '../backup/gzip-check';
 
 /** What the storage learnt while the file streamed in: null when the gzip was intact, the error otherwise. */
 export interface GzipChecked {
   gzipError?: Error | null;
 }
 
+// Dirty pages written out while the upload runs, so the fsync before the rename finds little left to do.
+const FLUSH_EVERY = 64 * 1024 * 1024;
+
 /**
- * A tap that decompresses (and discards) what passes through it, with backpressure, so a
- * gzip's integrity is known as soon as its last byte is stored: no second read of a large
- * file after the upload, while the client (and any proxy in between) waits for an answer.
+ * A pass-through that hands every piece to a GzipCheck as it goes by. The pieces go on to
+ * disk at once: the check (on the thread pool) runs beside the transfer, not in front of
+ * it, and holds the upload back only when it is more than its bounded queue behind.
  */
-function gzipTap(): { tap: Transform; result: () => Error | null } {
-  const gunzip = createGunzip();
-  let failure: Error | null = null;
-  gunzip.on('error', (error) => (failure ??= error));
-  gunzip.resume();
-  // Continue once gunzip takes more input, or once it failed (then it never drains).
-  const whenReady = (callback: () => void) => {
-    const done = () => {
-      gunzip.off('drain', done);
-      gunzip.off('error', done);
-      callback();
-    };
-    gunzip.once('drain', done);
-    gunzip.once('error', done);
-  };
-  const tap = new Transform({
+function gzipTap(check: GzipCheck): Transform {
+  return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      if (failure || gunzip.write(chunk)) return callback(null, chunk);
-      whenReady(() => callback(null, chunk));
-    },
-    flush(callback: TransformCallback) {
-      if (failure) return callback();
-      gunzip.once('end', () => callback());
-      gunzip.once('error', () => callback());
-      gunzip.end();
+      if (check.feed(chunk, () => callback())) return callback(null, chunk);
+      this.push(chunk);
     },
     destroy(error, callback) {
-      gunzip.destroy();
+      // Also called after a normal end (autoDestroy): only a failure stops the check.
+      if (error) check.destroy();
       callback(error);
     },
   });
-  return { tap, result: () => failure };
 }
 
-/** multer's disk storage, checking each .gz file's whole gzip stream on the way to disk. */
-export function checkingDiskStorage(options: multer.DiskStorageOptions): multer.StorageEngine {
-  const disk = multer.diskStorage(options);
-  return {
-    _handleFile(req, file, callback) {
-      if (!/\.gz$/i.test(file.originalname)) return disk._handleFile(req, file, callback);
-      const source = file.stream;
-      const { tap, result } = gzipTap();
-      source.on('error', (error) => tap.destroy(error));
-      Object.defineProperty(file, 'stream', { configurable: true, enumerable: false, value: source.pipe(tap) });
-      disk._handleFile(req, file, (error, info) => {
-        if (error) return callback(error);
-        // The disk write finished, so the tap has flushed: the result is final.
-        callback(null, { ...info, gzipError: result() } as Partial<Express.Multer.File> & GzipChecked);
-      });
+/** Counts what reaches the file and asks the kernel to write it out every FLUSH_EVERY bytes, one request at a time. */
+function writeBehind(fd: number): Transform {
+  let sinceFlush = 0;
+  let flushing = false;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      sinceFlush += chunk.length;
+      if (sinceFlush >= FLUSH_EVERY && !flushing) {
+        sinceFlush = 0;
+        flushing = true;
+        // An error here (the fd closed by an abort) changes nothing: the final fsync decides.
+        fdatasync(fd, () => (flushing = false));
+      }
+      callback(null, chunk);
     },
-    _removeFile: (req, file, callback) => disk._removeFile(req, file, callback),
+  });
+}
+
+/**
+ * multer storage writing each file to a fresh path (created exclusively), as multer's disk
+ * storage does, and checking a .gz file's whole gzip stream concurrently on the way; the
+ * result is final when the file is.
+ */
+export function checkingDiskStorage(nextPath: () => string): multer.StorageEngine {
+  return {
+    _handleFile(_req, file, callback) {
+      (async () => {
+        const path = nextPath();
+        const fd = await new Promise<number>((resolve, reject) => open(path, 'wx', 0o600, (error, fd) => (error ? reject(error) : resolve(fd))));
+        const out = createWriteStream(path, { fd });
+        const flush = writeBehind(fd);
+        const check = /\.gz$/i.test(file.originalname) ? new GzipCheck() : null;
+        try {
+          if (check) await pipeline(file.stream, gzipTap(check), flush, out);
+          else await pipeline(file.stream, flush, out);
+        } catch (error) {
+          check?.destroy();
+          throw error;
+        }
+        const gzipError = check ? await check.finish() : undefined;
+        return { destination: dirname(path), filename: basename(path), path, size: out.bytesWritten, gzipError } as Partial<Express.Multer.File> & GzipChecked;
+      })().then(
+        (info) => callback(null, info),
+        (error: Error) => callback(error),
+      );
+    },
+    _removeFile(_req, file, callback) {
+      unlink(file.path, (error) => callback(error && error.code !== 'ENOENT' ? error : null));
+    },
   };
 }

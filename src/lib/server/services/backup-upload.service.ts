@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { isValidBackupName, UPLOADED_PREFIX } from '../../shared/backup-name';
+import { isValidBackupName, parseBackupName, UPLOADED_PREFIX } from '../../shared/backup-name';
 import type { BackupFile } from '../../shared/types';
 import { InvalidDumpError, inspectDumpFile, verifyGzipFile } from '../backup/dump-sniff';
 import type { StorageRepository } from '../repositories/storage.repository';
@@ -72,12 +72,30 @@ export class BackupUploadService {
       await this.storage.fsync(tempPath);
       if (!(await this.uploads.moveNoReplace(tempPath, join(this.folder, name)))) throw this.exists(name);
       await this.storage.fsyncDir(this.folder);
-      const stored = (await this.backups.listBackups()).find((file) => file.filename === name);
-      if (!stored) throw new Error(`Uploaded backup ${name} vanished after it was stored`);
-      return stored;
+      return await this.describe(name);
     } finally {
       await this.uploads.remove(tempPath);
     }
+  }
+
+  /**
+   * The stored file as the list shows it, with the version its name tells. Not the list itself:
+   * for a name without a version the list reads the dump's contents up to its migrations rows,
+   * which can take as long again as the upload; the list does that when it is next asked.
+   */
+  private async describe(name: string): Promise<BackupFile> {
+    const stat = await this.storage.stat(join(this.folder, name)).catch(() => null);
+    if (!stat?.isFile()) throw new Error(`Uploaded backup ${name} vanished after it was stored`);
+    const info = parseBackupName(name);
+    return {
+      filename: name,
+      filesize: stat.size,
+      createdAt: (info.createdAt ?? stat.mtime).toISOString(),
+      version: info.version,
+      versionSource: info.version ? 'name' : null,
+      postgresVersion: info.postgresVersion,
+      kind: info.kind,
+    };
   }
 
   discard(tempPath: string): Promise<void> {
