@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { formatBytes } from '../../shared/format';
 import { bytesCounter } from '../backup/parallel-gzip';
 import type { ConnectionOptions } from '../db/connection';
 import { restorePsqlFor } from '../db/pg-binaries';
@@ -161,6 +162,13 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
         currentBlock = null;
       },
       rest: async (bytes) => {
+        // Honest dumps put only sequence values, indexes, constraints, triggers and privileges after the rows: a bounded spool.
+        if (restSize + bytes.length > budget.limitBytes) {
+          throw new Error(
+            `The dump has more than ${formatBytes(budget.limitBytes)} of statements after its first table's rows (pg_dump puts only sequence values, indexes, constraints and privileges there), more than the spool folder may hold: ` +
+              'it cannot be loaded on several connections. Set RESTORE_JOBS=1 to load it on one connection, or free disk space.',
+          );
+        }
         await rest.write(bytes, 0, bytes.length, restSize);
         restSize += bytes.length;
       },
