@@ -85,6 +85,8 @@ describe('off-site copies (real S3-compatible server)', () => {
     await instance.app.db.withClient((client) => client.query('DELETE FROM assets'));
     const status = await instance.app.restore.restore(await instance.app.restore.validate(newest.filename), { by: 'the off-site test' });
     expect(status.error).toBeNull();
+    // The restore point is compressed in the background, under the backup lock.
+    await instance.app.restore.idle();
     expect(await instance.app.db.withClient((client) => rowCounts(client))).toEqual(before);
   });
 

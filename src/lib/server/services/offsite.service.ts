@@ -92,7 +92,7 @@ export class OffsiteService {
   private state: CopyState | null = null;
   private queue: Promise<void> = Promise.resolve();
   private writes: Promise<void> = Promise.resolve();
-  private remote: { at: number; objects: RemoteObject[]; prefix: string } | null = null;
+  private remote: { at: number; objects: RemoteObject[] | null; prefix: string } | null = null;
   private readonly controller = new AbortController();
   /** Attempts per copy and the first wait between them (doubled each time); tests shorten the wait. */
   retry = { attempts: 3, delayMs: 5_000 };
@@ -189,7 +189,14 @@ export class OffsiteService {
       const source = this.deps.storage.createReadStream(path);
       const piping = pipeline(source, hashing);
       const key = OffsiteService.keyFor(settings, filename);
-      await Promise.all([repository.upload(key, hashing, { signal: this.controller.signal, contentType: filename.endsWith('.gz') ? 'application/gzip' : 'application/sql' }), piping]);
+      const uploading = repository.upload(key, hashing, { signal: this.controller.signal, contentType: filename.endsWith('.gz') ? 'application/gzip' : 'application/sql' }).catch((error) => {
+        // A failed upload stops reading: the file is closed and the pipeline settles.
+        hashing.destroy(error);
+        throw error;
+      });
+      const [uploaded] = await Promise.allSettled([uploading, piping]);
+      if (uploaded.status === 'rejected') throw uploaded.reason;
+      await piping;
       const sha256 = hashing.digest();
       await repository.putText(key + SHA256_SUFFIX, `${sha256}  ${filename}\n`);
       const manifest = `${path}${MANIFEST_SUFFIX}`;
@@ -246,12 +253,13 @@ export class OffsiteService {
         this.remote = { at: Date.now(), objects, prefix };
       } catch (error) {
         this.deps.logError(`Could not list the off-site bucket: ${explainS3Error(error, settings)}`);
-        return null;
+        // Remembered as unreachable for a while too, so the list does not wait on every refresh.
+        this.remote = { at: Date.now(), objects: null, prefix };
       } finally {
         repository.close();
       }
     }
-    return this.backupObjects(settings, this.remote.objects);
+    return this.remote.objects ? this.backupObjects(settings, this.remote.objects) : null;
   }
 
   /** The backup list: local files with their off-site status, and the backups that exist only off-site. */
