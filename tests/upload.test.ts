@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -26,6 +26,18 @@ COPY public.notes (id, body) FROM stdin;
 1	hello
 \\.
 `;
+
+/** ~18 MiB of gzip: a dump header, then rows of random text (level 1, as a fast backup writes). */
+let large: Buffer | undefined;
+function largeDump(): Buffer {
+  if (!large) {
+    const rows = randomBytes(18_000_000).toString('base64');
+    const lines: string[] = [];
+    for (let i = 0; i < rows.length; i += 1000) lines.push(`2\t${rows.slice(i, i + 1000)}\n`);
+    large = gzipSync(`${DUMP.replace('\\.\n', '')}${lines.join('')}\\.\n`, { level: 1 });
+  }
+  return Buffer.from(large);
+}
 
 interface Server {
   url: string;
@@ -103,6 +115,16 @@ describe('POST /api/admin/database-backups/upload', () => {
     expect(body).toMatchObject({ filename: 'uploaded-immich-db-backup-20250101T000000-v1.0.0-pg15.sql.gz', kind: 'uploaded', filesize: gz.length, version: '1.0.0' });
     const stored = join(server.instance.uploadLocation, 'backups', body.filename!);
     expect(readFileSync(stored).equals(gz)).toBe(true);
+  });
+
+  it('stores a large .sql.gz of several members byte for byte (checked while it streamed in)', async () => {
+    const gz = Buffer.concat([largeDump(), gzipSync('-- the end\n')]);
+    const { status, body } = await post(server, form('large.sql.gz', gz));
+    expect(status).toBe(201);
+    expect(body.filesize).toBe(gz.length);
+    const stored = join(server.instance.uploadLocation, 'backups', 'uploaded-large.sql.gz');
+    expect(readFileSync(stored).equals(gz)).toBe(true);
+    rmSync(stored);
   });
 
   it('stores a good plain .sql, and keeps only the base name of a path', async () => {
@@ -199,6 +221,36 @@ describe('POST /api/admin/database-backups/upload', () => {
       expect(status).toBe(400);
       expect(body.message).toMatch(/not a valid gzip|corrupted|truncated/);
       expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a large gzip with one byte flipped deep inside → 400, found by the check that runs beside the transfer', async () => {
+      // Larger than the check's queue (16 slices of 1 MiB), so the transfer had to wait for it at times.
+      const gz = largeDump();
+      gz[Math.floor(gz.length * 0.9)] ^= 0xff;
+      const { status, body } = await post(server, form('flipped.sql.gz', gz));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/not a valid gzip/);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a gzip with bytes after its end that are not another member → 400', async () => {
+      const gz = Buffer.concat([gzipSync(DUMP), gzipSync(DUMP).subarray(0, 30)]);
+      const { status } = await post(server, form('tail.sql.gz', gz));
+      expect(status).toBe(400);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a name that already exists → 409, and the existing file stays as it was', async () => {
+      const existing = join(server.instance.uploadLocation, 'backups', 'uploaded-taken.sql.gz');
+      writeFileSync(existing, 'not touched');
+      try {
+        const { status } = await post(server, form('taken.sql.gz', gzipSync(DUMP)));
+        expect(status).toBe(409);
+        expect(readFileSync(existing, 'utf8')).toBe('not touched');
+        expect(backupFiles(server).filter((name) => name !== 'uploaded-taken.sql.gz')).toEqual(before);
+      } finally {
+        rmSync(existing);
+      }
     });
 
     it('a gzip that is not a dump → 400', async () => {
