@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { createRestoreFilter } from '../src/lib/server/dump-filter';
 import { ALLOWED_EXTENSIONS, checkExtensions } from '../src/lib/server/restore/extensions';
 import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
@@ -55,11 +56,14 @@ async function main(): Promise<void> {
     const { filename } = await app.backups.createBackup();
     const dump = await app.restore.validate(filename);
     console.log(`  backup ${filename}: ${mib(dump.size)}\n`);
-    await db.query('CHECKPOINT');
+    // The administrator (the embedded cluster's superuser): the app's own role may not CHECKPOINT or create databases.
+    const adminConnection = db.admin ?? db.connection;
     const { psql } = await clientToolsFor(serverVersion);
 
     const repository = new RestoreRepository();
-    const scratch = await db.connect('postgres');
+    const scratch = new pg.Client({ ...adminConnection, database: 'postgres' });
+    await scratch.connect();
+    await scratch.query('CHECKPOINT');
     // Each measurement starts from a quiet server, as a real restore does: the database the last
     // load wrote is vacuumed and analyzed now (else autovacuum does it during the next
     // measurement, competing for the 2 cores), no autovacuum worker runs, dirty pages are written out.
@@ -139,8 +143,9 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       // 1. Baseline: the reference recipe's pipe, into a fresh empty database (no filter, no transaction).
       await freshDatabase('bench_raw');
-      const rawArgs = [psql, ...connectionArgs(db.connection, 'bench_raw'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1'];
-      results.raw.push(await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(db.connection) }));
+      // As the reference recipe runs it: psql as the database's superuser.
+      const rawArgs = [psql, ...connectionArgs(adminConnection, 'bench_raw'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1'];
+      results.raw.push(await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
       await scratch.query('DROP DATABASE bench_raw');
       await settle();
       // 2. The app's restore step, staged (the default), then in place (the fallback for a role

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { expect, test } from './fixtures';
 import type { BackupFile, MaintenanceStatus } from '../src/lib/shared/types';
-import { holdTableLock } from './restore-helpers';
+import { holdDatabaseCreation } from './restore-helpers';
 
 const ADMIN = { email: 'api-admin@example.com', password: 'correct-horse-battery', name: 'Api Admin' };
 
@@ -149,15 +149,15 @@ test('any admin may end maintenance; the maintenance admin too; anonymous may no
 test('the event stream sends the status at least once a second while a step runs', async ({ instance, request }) => {
   await signedInAdmin(request);
   const backup = await backUp(request);
-  // pg_dump (the restore point) waits for this lock: the restore stays in its "backup" step.
-  const release = await holdTableLock(instance, 'assets');
+  // Creating the staged database waits for this lock: the restore stays in its first ("restore") step.
+  const release = await holdDatabaseCreation(instance);
   try {
     expect((await request.post('/api/admin/maintenance', { data: { action: 'restore_database', restoreBackupFilename: backup } })).status()).toBe(201);
     const cookie = cookieHeader((await request.storageState()).cookies);
     const started = Date.now();
     const { events } = await readEvents(`${instance.baseURL}/api/admin/maintenance/events`, cookie, () => Date.now() - started > 3500);
     const data = events.filter((event) => 'active' in event);
-    expect(data.every((event) => event.task === 'backup')).toBe(true);
+    expect(data.every((event) => event.task === 'restore')).toBe(true);
     expect(data.length).toBeGreaterThanOrEqual(4);
   } finally {
     await release();

@@ -65,14 +65,15 @@ export function entriesIn(folder: string): number {
 }
 
 /**
- * Holds an exclusive lock on a table of the instance's database in an open transaction:
- * pg_dump (the restore point) waits for it, so a restore stays in its first step until released.
+ * Holds the restore in its first step: a staged restore creates its new database first, and
+ * CREATE DATABASE waits while this (superuser) session holds pg_database in SHARE mode. Connections
+ * and reads go on; the page shows the restore running until release.
  */
-export async function holdTableLock(instance: Instance, table: string): Promise<() => Promise<void>> {
-  const client = new pg.Client(new EmbeddedCluster({ dataDir: instance.dbDataLocation }).connection('immich'));
+export async function holdDatabaseCreation(instance: Instance): Promise<() => Promise<void>> {
+  const client = new pg.Client(new EmbeddedCluster({ dataDir: instance.dbDataLocation }).connection('postgres'));
   await client.connect();
   await client.query('BEGIN');
-  await client.query(`LOCK TABLE public.${table} IN ACCESS EXCLUSIVE MODE`);
+  await client.query('LOCK TABLE pg_catalog.pg_database IN SHARE MODE');
   return async () => {
     await client.query('COMMIT').catch(() => undefined);
     await client.end().catch(() => undefined);

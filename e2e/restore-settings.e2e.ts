@@ -1,5 +1,5 @@
 import { ADMIN, expect, signIn, signUpAdmin, test } from './fixtures';
-import { addDemoData, backUp, createUser, entry, holdTableLock, photoCount } from './restore-helpers';
+import { addDemoData, backUp, createUser, entry, holdDatabaseCreation, photoCount } from './restore-helpers';
 
 // Journey (a): restore from Administration > Maintenance, watch the progress, get the old data back.
 test('restore from the Maintenance page brings back the data of the backup', async ({ page, instance, browser }) => {
@@ -24,9 +24,9 @@ test('restore from the Maintenance page brings back the data of the backup', asy
   await page.screenshot({ path: test.info().outputPath('maintenance-page-dark.png'), fullPage: true });
   await page.emulateMedia({ colorScheme: 'light' });
 
-  // Hold the restore in its first step (pg_dump of the restore point waits for this lock),
+  // Hold the restore in its first step (creating the new database waits for this lock),
   // so the progress screen and a reload in the middle of the restore can be checked.
-  const release = await holdTableLock(instance, 'albums');
+  const release = await holdDatabaseCreation(instance);
   try {
     await row.getByRole('button', { name: /^Restore/ }).click();
     const dialog = page.getByRole('dialog', { name: 'Restore this backup?' });
@@ -36,7 +36,7 @@ test('restore from the Maintenance page brings back the data of the backup', asy
     await expect(page).toHaveURL(/\/maintenance$/);
     const progress = page.getByTestId('restore-progress');
     await expect(progress).toBeVisible();
-    await expect(page.getByTestId('current-task')).toHaveText('Creating a restore point');
+    await expect(page.getByTestId('current-task')).toHaveText('Restoring the backup');
     await expect(progress).toContainText(backup.filename);
     await expect(page.getByTestId('maintenance-log')).toContainText('restore');
     await page.screenshot({ path: test.info().outputPath('progress.png'), fullPage: true });
@@ -44,7 +44,7 @@ test('restore from the Maintenance page brings back the data of the backup', asy
     // A reload in the middle shows the same state, log included.
     const logBefore = await page.getByTestId('maintenance-log').textContent();
     await page.reload();
-    await expect(page.getByTestId('current-task')).toHaveText('Creating a restore point');
+    await expect(page.getByTestId('current-task')).toHaveText('Restoring the backup');
     await expect(page.getByTestId('restore-progress')).toContainText(backup.filename);
     expect(await page.getByTestId('maintenance-log').textContent()).toContain(logBefore!.split('\n')[0]);
 
@@ -53,7 +53,7 @@ test('restore from the Maintenance page brings back the data of the backup', asy
     const visitor = await anonymous.newPage();
     await visitor.goto('/photos');
     await expect(visitor).toHaveURL(/\/maintenance$/);
-    await expect(visitor.getByTestId('current-task')).toHaveText('Creating a restore point');
+    await expect(visitor.getByTestId('current-task')).toHaveText('Restoring the backup');
     await expect(visitor.getByTestId('maintenance-log')).toHaveCount(0);
     await anonymous.close();
   } finally {

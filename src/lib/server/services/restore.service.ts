@@ -340,6 +340,7 @@ export class RestoreService {
     const decision = await stagingDecision(repository, admin, dump);
     try {
       if (decision.reason) await makeRestorePoint();
+      else await log.task('restore', `Restoring ${dump.filename} into a new database beside the current one`);
     } catch (error) {
       await this.stopUnchanged(log, error, wasActive, signal);
       return null;
@@ -357,7 +358,7 @@ export class RestoreService {
       ({ staged, login } = prepared);
       // A new database could not be made after all: in place, after a restore-point file.
       if (!staged && !restorePoint) await makeRestorePoint();
-      await log.task('restore', `Restoring ${dump.filename}`);
+      if (!staged) await log.task('restore', `Restoring ${dump.filename}`);
       loadStarted = true;
       await this.load(dump, prepared, log, signal, file);
       await checkInstalledExtensions(repository, admin, prepared.target.database);
