@@ -11,7 +11,7 @@ async function shots(page: Page, name: string) {
   await page.emulateMedia({ colorScheme: 'light' });
 }
 
-test('Settings: off-site copies and both alert channels set up and tested; a backup shows as copied off-site', async ({ page }) => {
+test('Settings: off-site copies and both alert channels set up and tested; a backup shows as copied off-site', async ({ page, instance }) => {
   const [s3, smtp, hook] = await Promise.all([startS3(), startSmtp(), startWebhookReceiver()]);
   try {
     await signUpAdmin(page);
@@ -48,6 +48,15 @@ test('Settings: off-site copies and both alert channels set up and tested; a bac
     await expect(page.locator('#offsite-secret-help')).toContainText('A secret is stored');
     await shots(page, 'settings-offsite');
 
+    // The API: secrets come back empty, an empty secret keeps the stored one, a bad value is a 400 naming the field.
+    const config = await (await page.request.get('/api/system-config')).json();
+    expect(config.backup.offsite).toMatchObject({ enabled: true, bucket: s3.bucket, prefix: 'nightly', secretAccessKey: '', secretAccessKeySet: true });
+    const refused = await page.request.put('/api/system-config', { data: { backup: { offsite: { endpoint: 'ftp://example.com' } } } });
+    expect(refused.status()).toBe(400);
+    expect((await refused.json()).message).toMatch(/^backup\.offsite\.endpoint: The endpoint URL must start with http:\/\/ or https:\/\//);
+    const tested = await (await page.request.post('/api/admin/backup-offsite/test', { data: {} })).json();
+    expect(tested.ok).toBe(true);
+
     await page.getByRole('navigation', { name: 'Settings sections' }).getByRole('link', { name: 'Alerts' }).click();
     await expect(page.getByRole('heading', { name: 'Email' })).toBeVisible();
     await page.getByRole('switch', { name: 'Send alerts by email' }).check();
@@ -69,6 +78,14 @@ test('Settings: off-site copies and both alert channels set up and tested; a bac
     await expect(page.getByTestId('webhook-test-results')).toContainText('Test webhook sent to http://127.0.0.1:');
     expect(smtp.mails.map((mail) => mail.subject)).toEqual(['[Lifeboat] Test alert']);
     expect(hook.hooks.map((received) => received.json.event)).toEqual(['test']);
+    const apiTest = await (await page.request.post('/api/admin/notifications/test', { data: { channel: 'webhook' } })).json();
+    expect(apiTest).toEqual({ ok: true, results: [{ channel: 'webhook', ok: true, message: expect.stringContaining('Test webhook sent') }] });
+    // Without a session: refused, nothing sent.
+    for (const path of ['/api/admin/notifications/test', '/api/admin/backup-offsite/test', '/api/admin/backup-offsite/fetch']) {
+      const anonymous = await fetch(`${instance.baseURL}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', origin: instance.baseURL }, body: '{}' });
+      expect(anonymous.status, path).toBe(401);
+    }
+    expect(hook.hooks).toHaveLength(2);
     await shots(page, 'settings-alerts');
 
     // A backup (started through the API the Job Queues page uses), then the list shows it copied off-site.
