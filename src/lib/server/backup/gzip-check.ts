@@ -9,8 +9,9 @@ export interface GzipCheckOptions {
 
 const DEFAULT_SLICE = 1024 * 1024;
 const DEFAULT_MAX_SLICES = 16;
-// zlib's output buffer: large enough that one slice is about one round trip, small enough to stay cheap.
-const OUTPUT_CHUNK = 256 * 1024;
+// zlib's output buffer: each time it fills, the thread pool hands back to the main thread, and
+// inflating waits until that thread (parsing the upload) gets to it: a slice is ~2 round trips.
+const OUTPUT_CHUNK = 1024 * 1024;
 
 /**
  * Decompresses a gzip stream fed in pieces and discards the output, to prove the whole
