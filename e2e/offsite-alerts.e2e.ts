@@ -100,6 +100,25 @@ test('Settings: off-site copies and both alert channels set up and tested; a bac
     const filename = await entry.getAttribute('data-filename');
     expect(await s3.keys('nightly/')).toEqual([`nightly/${filename}`, `nightly/${filename}.sha256`]);
     await shots(page, 'backups-copied-offsite');
+
+    // Retention by generations, with the preview of what would be kept.
+    await page.getByRole('link', { name: 'Settings' }).first().click();
+    await page.getByRole('radio', { name: 'Daily, weekly and monthly generations' }).check();
+    await page.getByLabel('Days', { exact: true }).fill('0');
+    await page.getByLabel('Weeks', { exact: true }).fill('0');
+    await page.getByLabel('Months', { exact: true }).fill('0');
+    await expect(page.locator('#generations-error')).toContainText('Keep at least one daily, weekly or monthly backup');
+    await page.getByLabel('Days', { exact: true }).fill('7');
+    await page.getByLabel('Weeks', { exact: true }).fill('4');
+    await page.getByLabel('Months', { exact: true }).fill('6');
+    await expect(page.getByTestId('retention-preview')).toHaveText('With these rules, these 1 of the 1 routine backups would be kept.');
+    await page.getByLabel('Restore points to keep').fill('2');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await expect(page.getByRole('status').filter({ hasText: 'Settings saved' })).toBeVisible();
+    const saved = await (await page.request.get('/api/system-config')).json();
+    expect(saved.backup.database.generations).toEqual({ daily: 7, weekly: 4, monthly: 6 });
+    expect(saved.backup.restorePoints).toEqual({ keepLastAmount: 2 });
+    await shots(page, 'settings-backup-generations');
   } finally {
     await Promise.all([s3.close(), smtp.close(), hook.close()]);
   }
