@@ -169,3 +169,8 @@ export async function withSpoolFolder<T>(folder: string, run: (folder: string) =
     await rm(folder, { recursive: true, force: true });
   }
 }
+
+/** What a killed load left in the spool folder: removed at the next start. */
+export async function clearSpoolFolder(folder: string): Promise<void> {
+  await rm(folder, { recursive: true, force: true });
+}

@@ -8,6 +8,7 @@ import { checkHealth } from '../restore/health-check';
 import { disconnect } from '../restore/disconnect';
 import { loadDump } from '../restore/load-dump';
 import { loadDumpParallel } from '../restore/parallel-load';
+import { clearSpoolFolder } from '../restore/spool';
 import { migrateRestored } from '../restore/migrate';
 import { createRestorePoint } from '../restore/restore-point';
 import { RestoreLog } from '../restore/restore-log';
@@ -64,12 +65,15 @@ export class RestoreService {
   private stopBackground: (() => void) | null = null;
 
   private readonly replaced: ReplacedDatabaseRecord;
+  /** Where a parallel load reads ahead (emptied before and after each load, and at start). */
+  private readonly spoolFolder: string;
 
   constructor(
     private readonly host: RestoreHost,
     private readonly repository = new RestoreRepository(),
   ) {
     this.replaced = new ReplacedDatabaseRecord(host.storageRepository, join(host.config.uploadLocation, '.lifeboat'));
+    this.spoolFolder = join(host.config.uploadLocation, '.lifeboat', 'restore-spool');
   }
 
   /**
@@ -78,9 +82,12 @@ export class RestoreService {
    */
   resume(): Promise<void> {
     this.background = (async () => {
+      if (!this.running) await clearSpoolFolder(this.spoolFolder).catch(() => undefined);
       const record = await this.replaced.read();
       if (!record) return;
-      this.host.log(`The database "${record.database}" replaced by the restore of ${record.restored} is not saved to a file yet: saving it now`);
+      const line = `The data from before the restore of ${record.restored} is kept in the database "${record.database}" and is not saved to a file yet: saving it now as a restore point`;
+      this.host.log(line);
+      await this.host.maintenance.log(line).catch(() => undefined);
       await this.saveReplaced(record);
     })().catch((error) => this.host.log(`Could not save the replaced database: ${messageOf(error)}`));
     return this.background;
@@ -408,7 +415,7 @@ export class RestoreService {
       signal,
       file,
       jobs: config.restoreJobs,
-      spoolFolder: join(config.uploadLocation, '.lifeboat', 'restore-spool'),
+      spoolFolder: this.spoolFolder,
       onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
     });
     const spool = result.spoolPeakBytes ? `, up to ${formatBytes(result.spoolPeakBytes)} read ahead to disk` : '';
