@@ -82,7 +82,8 @@ export class RestoreService {
    */
   resume(): Promise<void> {
     this.background = (async () => {
-      if (!this.running) await clearSpoolFolder(this.spoolFolder).catch(() => undefined);
+      // Only when no process (this one, or a web server beside the command line) holds the operation lock: a running load uses the folder.
+      await this.host.lock.run('backup', () => clearSpoolFolder(this.spoolFolder)).catch(() => undefined);
       const record = await this.replaced.read();
       if (!record) return;
       const line = `The data from before the restore of ${record.restored} is kept in the database "${record.database}" and is not saved to a file yet: saving it now as a restore point`;
