@@ -4,6 +4,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { stagingNames } from '../src/lib/server/restore/staged-database';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate, schemaState } from '../src/lib/server/db/migrator';
 import { ServiceError } from '../src/lib/server/services/errors';
@@ -78,7 +79,7 @@ function expectRefused(promise: Promise<unknown>, status: number, message?: RegE
 }
 
 describe('restore', () => {
-  it('brings back the data of the backup, after a restore point, and leaves maintenance mode', async () => {
+  it('brings back the data of the backup, keeps the replaced database as the restore point, and leaves maintenance mode', async () => {
     const { app, backup, before } = await seeded();
     await changeData(app.db);
     expect(await snapshot(app.db)).not.toEqual(before);
@@ -88,20 +89,20 @@ describe('restore', () => {
     expect(status.error).toBeNull();
     expect(status).toMatchObject({ active: false, task: 'done', progress: 1, backup });
     expect(await snapshot(app.db)).toEqual(before);
-    // The restore point is written plain (less downtime), then compressed once the app is back.
-    expect(status.restorePoint).toMatch(/^restore-point-immich-db-backup-\d{8}T\d{6}-v1\.1\.0-pg[\d.]+\.sql$/);
-    await app.restore.idle();
-    const point = app.maintenance.status.restorePoint!;
-    expect(point).toBe(`${status.restorePoint}.gz`);
-    expect(readdirSync(app.backups.backupsFolder)).toContain(point);
-    expect(readdirSync(app.backups.backupsFolder)).not.toContain(status.restorePoint);
-    execFileSync('gzip', ['-t', join(app.backups.backupsFolder, point)]);
+    // Staged: no restore-point file first (less downtime); the replaced database is the restore point.
+    expect(status.restorePoint ?? null).toBeNull();
     const log = status.log.join('\n');
-    for (const step of ['Creating a restore point', 'Restoring into a new database', 'took the name', 'Running database migrations', 'Health check passed', 'complete']) {
+    for (const step of ['Restoring into a new database', 'took the name', 'is kept as', 'Running database migrations', 'Health check passed', 'complete']) {
       expect(log).toContain(step);
     }
-    // The replaced database is dropped once the app is back (app.restore.idle() above waited for it).
-    expect(app.maintenance.status.log.join('\n')).toContain('Dropped the database the restore replaced');
+    expect(log).not.toContain('Creating a restore point');
+    // Once the app is back, the replaced database is saved as a compressed restore-point file, then dropped.
+    await app.restore.idle();
+    const point = app.maintenance.status.restorePoint!;
+    expect(point).toMatch(/^restore-point-immich-db-backup-\d{8}T\d{6}-v1\.1\.0-pg[\d.]+\.sql\.gz$/);
+    expect(readdirSync(app.backups.backupsFolder)).toContain(point);
+    execFileSync('gzip', ['-t', join(app.backups.backupsFolder, point)]);
+    expect(app.maintenance.status.log.join('\n')).toMatch(/Restore point .* saved from the replaced database ".*", which was then dropped/);
     expect(await leftovers(app.db.connection.database)).toEqual([]);
     // The restore point holds the changed data: restoring it brings the change back (and restoring twice works).
     const again = await restore(app, point);
@@ -159,8 +160,8 @@ describe('restore', () => {
     expect(await leftovers(app.db.connection.database)).toEqual([]);
   });
 
-  it('stops with nothing changed when the restore point fails', async () => {
-    const { app, backup } = await seeded(6000);
+  it('in place: stops with nothing changed when the restore point fails', async () => {
+    const { app, backup } = await seededAsOwner({ createDb: false });
     await changeData(app.db);
     const current = await snapshot(app.db);
     // A restore point that cannot be written (say, a full disk: see backup-failures.test.ts for the real thing).
@@ -177,6 +178,39 @@ describe('restore', () => {
     expect(status.error).toMatch(/^Restore not started: the restore point could not be created: No space left on device\. Nothing was changed\.$/);
     expect(await snapshot(app.db)).toEqual(current);
     expect(await leftovers(app.db.connection.database)).toEqual([]);
+  });
+
+  it('staged: when the replaced database cannot be saved as a file, it is kept, and a new restore that would drop it is refused', async () => {
+    const { app, backup, before } = await seeded(600);
+    await changeData(app.db);
+    const changed = await snapshot(app.db);
+    const createBackup = app.backups.createBackup.bind(app.backups);
+    app.backups.createBackup = async (options) => {
+      if (options?.kind === 'restore-point') throw new Error('No space left on device');
+      return createBackup(options);
+    };
+
+    const status = await restore(app, backup);
+    expect(status.error).toBeNull();
+    expect(await snapshot(app.db)).toEqual(before);
+    await app.restore.idle();
+    const replaced = stagingNames(app.db.connection.database).replaced;
+    expect(await leftovers(app.db.connection.database)).toEqual([replaced]);
+    expect(app.maintenance.status.log.join('\n')).toMatch(/Could not save the replaced database .*No space left on device.*it is kept/);
+
+    const refused = await app.restore.startRestore(backup, { by: 'the test' }).catch((error) => error);
+    expect(refused.status).toBe(409);
+    expect(refused.message).toContain(`"${replaced}"`);
+    expect(refused.message).toContain('No space left on device');
+    expect(app.maintenance.isActive()).toBe(false);
+
+    // Once it can be saved (at the next start: here by hand), the old data is in the restore-point file.
+    app.backups.createBackup = createBackup;
+    await app.restore.resume();
+    expect(await leftovers(app.db.connection.database)).toEqual([]);
+    const point = readdirSync(app.backups.backupsFolder).find((name) => name.startsWith('restore-point-'))!;
+    expect((await restore(app, point)).error).toBeNull();
+    expect(await snapshot(app.db)).toEqual(changed);
   });
 
   it('restores in place, in one transaction, when the role may not create databases', async () => {
