@@ -246,7 +246,8 @@ export class RestoreRepository {
         stdin.once('close', onClose);
       });
     const done = psql.done.catch((error: ChildProcessError) => {
-      if (options.signal?.aborted || error.exitCode === null) throw error;
+      // Killed (by us, or a timeout): no exit code. An exit code is psql's own verdict, even if the load was stopping meanwhile.
+      if (error.exitCode === null) throw error;
       throw new PsqlError(`psql stopped on an error while loading ${options.part}: ${describePsqlError(error.stderr, 0) || error.message}`);
     });
     done.catch(() => undefined);

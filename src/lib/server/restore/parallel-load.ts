@@ -9,7 +9,8 @@ import { formatBytes } from '../../shared/format';
 import { bytesCounter } from '../backup/parallel-gzip';
 import type { ConnectionOptions } from '../db/connection';
 import { restorePsqlFor } from '../db/pg-binaries';
-import { DumpReadError, endMarkerCheck, type PsqlSession } from '../repositories/restore.repository';
+import { DumpReadError, endMarkerCheck, PsqlError, PsqlInputClosed, type PsqlSession } from '../repositories/restore.repository';
+import { ChildProcessError } from '../process/child';
 import { DumpSplitter, type SplitSink } from './dump-splitter';
 import { restoreFilterFor, type LoadDeps, type LoadTarget } from './load-dump';
 import { planPostData, type PostDataUnit } from './post-data-plan';
@@ -81,7 +82,11 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
     let preEnded = () => {};
     const sessions = new Set<PsqlSession>();
     const fail = (error: unknown) => {
-      if (failure) return;
+      // The first failure stops everything; a psql's own error or a damaged file replaces what only followed from it (a closed input, a killed session).
+      if (failure) {
+        if (weight(error) > weight(failure)) failure = error;
+        return;
+      }
       failure = error;
       controller.abort(error);
       preEnded();
@@ -282,6 +287,8 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       return { tables, postDataUnits: units.length, spoolPeakBytes: budget.peak };
     } catch (error) {
       fail(error);
+      for (const session of sessions) session.kill('the load stopped');
+      await Promise.allSettled([...sessions].map((session) => session.done));
       throw failure;
     } finally {
       for (const session of sessions) session.kill('the load stopped');
@@ -291,6 +298,13 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       await rest.close().catch(() => undefined);
     }
   });
+}
+
+/** How much an error says about why the load failed. */
+function weight(error: unknown): number {
+  if (error instanceof PsqlError || error instanceof DumpReadError) return 2;
+  if (error instanceof PsqlInputClosed || (error instanceof ChildProcessError && error.exitCode === null) || (error as Error)?.name === 'AbortError') return 0;
+  return 1;
 }
 
 function describeUnit(unit: PostDataUnit): string {
