@@ -153,33 +153,29 @@ describe('parallel load: the splitter and psql disagree about a replayed setting
     await attack('swallow-commit', (sql) => beforeFirstCopy(sql, swallow('x')), { refused: /unterminated quoted string|syntax error/ });
   });
 
-  it('client_encoding SJIS replayed on every connection, a 0x95 lead byte before a backslash in a set_config', async () => {
-    // psql (SJIS) reads 0x95 0x5C as one character, so E'\x95\'' is closed where a byte reader sees an escaped quote.
-    const text =
-      `${EVIL_TABLE}\nSET client_encoding = 'SJIS';\nSELECT pg_catalog.set_config('lifeboat.y', E'\x95\\\\', false);\n` +
-      `COPY public.lifeboat_evil (t) FROM stdin;\n', false); COPY (SELECT 1) TO PROGRAM 'touch ${marker.path('sjis')}'; SELECT '\n\\! touch ${marker.path('sjis-meta')}\n\\.\nSET client_encoding = 'UTF8';`;
-    await attack('sjis', (sql) => beforeFirstCopy(sql, text), { refused: /.|\n/ });
-  });
 });
 
 describe('parallel load: COPY blocks the splitter cuts where psql would not', () => {
-  it('a COPY inside a dollar quote stays text (no block, no TRUNCATE of the table it names)', async () => {
-    const text = `${EVIL_TABLE}\nINSERT INTO public.lifeboat_evil VALUES ('kept');\nSELECT $q$\nCOPY public.lifeboat_evil (t) FROM stdin;\n\\! touch ${marker.path('dollar')}\n\\.\n$q$;`;
-    const { text: log } = await attack('dollar', (sql) => beforeFirstCopy(sql, text), { done: true });
-    const { rows } = await instance.app.db.query('SELECT t FROM public.lifeboat_evil');
-    expect(rows, log).toEqual([{ t: 'kept' }]);
-  });
-
-  it('COPY ... FROM stdin in a SQL function body, called in the pre-data', async () => {
-    const text = `${EVIL_TABLE}\nCREATE FUNCTION public.lifeboat_copy() RETURNS void LANGUAGE sql AS $f$ COPY public.lifeboat_evil (t) FROM stdin $f$;\nSELECT public.lifeboat_copy();\n\\! touch ${marker.path('function')}\n\\.`;
-    await attack('function-copy', (sql) => beforeFirstCopy(sql, text), { refused: /COPY|not allowed|cannot|syntax|restricted/i });
-  });
-
-  it('COPY FROM stdin with options after stdin (not captured as a block) runs inline, in order', async () => {
-    const text = `${EVIL_TABLE}\nCOPY public.lifeboat_evil (t) FROM stdin WITH (FORMAT text);\n\\! touch ${marker.path('inline')}\nrow\n\\.`;
-    const { text: log } = await attack('inline-copy', (sql) => beforeFirstCopy(sql, text), { done: true });
-    const { rows } = await instance.app.db.query('SELECT t FROM public.lifeboat_evil ORDER BY t');
-    expect(rows, log).toEqual([{ t: '! touch ' + marker.path('inline') }, { t: 'row' }]);
+  // One successful restore for the odd texts that must load as psql loads them (a restore that succeeds costs twice one that fails).
+  it('a COPY in a dollar quote stays text; a COPY with options after stdin runs inline; three blocks of one table under three spellings keep all rows; a set_config SELECT with side effects is replayed', async () => {
+    const text =
+      `CREATE TABLE public.lifeboat_dollar (t text);\nINSERT INTO public.lifeboat_dollar VALUES ('kept');\nSELECT $q$\nCOPY public.lifeboat_dollar (t) FROM stdin;\n\\! touch ${marker.path('dollar')}\n\\.\n$q$;\n` +
+      `CREATE TABLE public.lifeboat_inline (t text);\nCOPY public.lifeboat_inline (t) FROM stdin WITH (FORMAT text);\n\\! touch ${marker.path('inline')}\nrow\n\\.\n` +
+      `CREATE TABLE public.lifeboat_runs (pid int);\n` +
+      `CREATE FUNCTION public.lifeboat_run() RETURNS text LANGUAGE sql AS $f$ INSERT INTO public.lifeboat_runs VALUES (pg_catalog.pg_backend_pid()) RETURNING 'x' $f$;\n` +
+      `SELECT pg_catalog.set_config('lifeboat.z', public.lifeboat_run(), false);\n` +
+      `${EVIL_TABLE}\nCOPY public.lifeboat_evil (t) FROM stdin;\nfirst\n\\.\nCOPY "public"."lifeboat_evil" (t) FROM stdin;\nsecond\n\\.\nCOPY public.LIFEBOAT_EVIL (t) FROM stdin;\nthird\n\\.`;
+    const { text: log } = await attack('odd-texts', (sql) => beforeFirstCopy(sql, text), { done: true });
+    const db = instance.app.db;
+    // The dollar-quoted COPY was never a block: no TRUNCATE emptied the row inserted before it.
+    expect((await db.query('SELECT t FROM public.lifeboat_dollar')).rows, log).toEqual([{ t: 'kept' }]);
+    // psql read the \! line as a row (COPY text data): the filter and the splitter let it through as data.
+    expect((await db.query('SELECT t FROM public.lifeboat_inline ORDER BY t')).rows, log).toEqual([{ t: '! touch ' + marker.path('inline') }, { t: 'row' }]);
+    expect((await db.query('SELECT t FROM public.lifeboat_evil ORDER BY t')).rows, log).toEqual([{ t: 'first' }, { t: 'second' }, { t: 'third' }]);
+    // Plain psql runs the SELECT once; the parallel load replays it on every COPY and post-data connection.
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM public.lifeboat_runs');
+    console.log(`replayed set_config SELECT ran ${rows[0].n} time(s)`);
+    expect(rows[0].n, log).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -190,13 +186,6 @@ describe('parallel load: what the COPY names, and the TRUNCATE before it', () =>
 
   it('COPY naming another database: refused', async () => {
     await attack('other-database', (sql) => beforeFirstCopy(sql, `COPY postgres.public.users (email) FROM stdin;\nevil@example.com\n\\.`), { refused: /cross-database references are not implemented|does not exist/ });
-  });
-
-  it('two COPY blocks for the same table under two spellings: both rows kept (one TRUNCATE, in order)', async () => {
-    const text = `${EVIL_TABLE}\nCOPY public.lifeboat_evil (t) FROM stdin;\nfirst\n\\.\nCOPY "public"."lifeboat_evil" (t) FROM stdin;\nsecond\n\\.\nCOPY public.LIFEBOAT_EVIL (t) FROM stdin;\nthird\n\\.`;
-    const { text: log } = await attack('twice', (sql) => beforeFirstCopy(sql, text), { done: true });
-    const { rows } = await instance.app.db.query('SELECT t FROM public.lifeboat_evil ORDER BY t');
-    expect(rows, log).toEqual([{ t: 'first' }, { t: 'second' }, { t: 'third' }]);
   });
 
   // The catalog session resolves an unqualified COPY name with its own search_path ("$user", public),
@@ -242,17 +231,6 @@ describe('parallel load: sessions, roles and transactions', () => {
     await attack('readonly', (sql) => beforeFirstCopy(sql, text), { refused: /read-only transaction|permission denied/ });
   });
 
-  it('a SELECT that calls set_config is replayed with its side effects on every connection (counted; nothing escapes)', async () => {
-    const text =
-      `CREATE TABLE public.lifeboat_runs (pid int);\n` +
-      `CREATE FUNCTION public.lifeboat_run() RETURNS text LANGUAGE sql AS $f$ INSERT INTO public.lifeboat_runs VALUES (pg_catalog.pg_backend_pid()) RETURNING 'x' $f$;\n` +
-      `SELECT pg_catalog.set_config('lifeboat.z', public.lifeboat_run(), false);`;
-    const { text: log } = await attack('replayed-select', (sql) => beforeFirstCopy(sql, text), { done: true });
-    const { rows } = await instance.app.db.query('SELECT count(*)::int AS n FROM public.lifeboat_runs');
-    // Plain psql runs it once; each COPY connection and post-data connection runs it again.
-    console.log(`replayed set_config SELECT ran ${rows[0].n} time(s)`);
-    expect(rows[0].n, log).toBeGreaterThanOrEqual(1);
-  });
 });
 
 describe('parallel load: an honest instance', () => {
