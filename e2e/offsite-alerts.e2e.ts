@@ -111,7 +111,7 @@ test('Settings: off-site copies and both alert channels set up and tested; a bac
     await page.getByLabel('Days', { exact: true }).fill('7');
     await page.getByLabel('Weeks', { exact: true }).fill('4');
     await page.getByLabel('Months', { exact: true }).fill('6');
-    await expect(page.getByTestId('retention-preview')).toHaveText('With these rules, these 1 of the 1 routine backups would be kept.');
+    await expect(page.getByTestId('retention-preview')).toHaveText('With these rules, 1 of the 1 routine backup would be kept.');
     await page.getByLabel('Restore points to keep').fill('2');
     await page.getByRole('button', { name: 'Save', exact: true }).click();
     await expect(page.getByRole('status').filter({ hasText: 'Settings saved' })).toBeVisible();
