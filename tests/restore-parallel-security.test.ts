@@ -133,19 +133,21 @@ describe('parallel load: the splitter and psql disagree about a replayed setting
     `${EVIL_TABLE}\nSELECT pg_catalog.set_config('lifeboat.x', 'a\\', false);\nSET standard_conforming_strings = off;\n` +
     `COPY public.lifeboat_evil (t) FROM stdin;\n${rows}\n\\.\nSET standard_conforming_strings = on;`;
 
+  // Since the COPY's connection starts with a DO block of its own (quotes included), the open string
+  // now ends inside it and psql stops on a syntax error before any row is read as SQL: either way nothing runs.
   it('rows read as SQL on the COPY connection: COPY TO PROGRAM is refused by the role', async () => {
-    await attack('swallow-sql', (sql) => beforeFirstCopy(sql, swallow(`x', false); COPY (SELECT 1) TO PROGRAM 'touch ${marker.path('sql')}'; SELECT 'y`)), { refused: PROGRAM });
+    await attack('swallow-sql', (sql) => beforeFirstCopy(sql, swallow(`x', false); COPY (SELECT 1) TO PROGRAM 'touch ${marker.path('sql')}'; SELECT 'y`)), { refused: new RegExp(`${PROGRAM.source}|syntax error`) });
   });
 
   it('rows read as psql input on the COPY connection: \\! is refused by restricted mode', async () => {
-    await attack('swallow-meta', (sql) => beforeFirstCopy(sql, swallow(`x', false);\n\\! touch ${marker.path('meta')}\n\\o ${marker.path('o')}\nSELECT 'y`)), { refused: META });
+    await attack('swallow-meta', (sql) => beforeFirstCopy(sql, swallow(`x', false);\n\\! touch ${marker.path('meta')}\n\\o ${marker.path('o')}\nSELECT 'y`)), { refused: new RegExp(`${META.source}|syntax error`, 'i') });
   });
 
   it('rows read as psql input: \\unrestrict with a guessed key, then \\! and \\copy', async () => {
     await attack(
       'swallow-unrestrict',
       (sql) => beforeFirstCopy(sql, swallow(`x', false);\n\\unrestrict 00000000\n\\! touch ${marker.path('meta')}\n\\copy (SELECT 1) TO '${marker.path('copy')}'\nSELECT 'y`)),
-      { refused: /wrong key|backslash commands are restricted|meta-command/i },
+      { refused: /wrong key|backslash commands are restricted|meta-command|syntax error/i },
     );
   });
 
@@ -190,7 +192,7 @@ describe('parallel load: what the COPY names, and the TRUNCATE before it', () =>
 
   // The catalog session resolves an unqualified COPY name with its own search_path ("$user", public),
   // the COPY's connection with the one the dump set: the TRUNCATE is aimed at a table the COPY does not fill.
-  it.fails('an unqualified COPY under the dump\'s search_path: the TRUNCATE empties public\'s table of that name, which the COPY does not fill', async () => {
+  it('an unqualified COPY under the dump\'s search_path: the TRUNCATE empties public\'s table of that name, which the COPY does not fill', async () => {
     const text =
       `CREATE TABLE public.lifeboat_victim (t text);\nINSERT INTO public.lifeboat_victim VALUES ('must stay');\n` +
       `CREATE SCHEMA lifeboat_s;\nCREATE TABLE lifeboat_s.lifeboat_victim (t text);\nSELECT pg_catalog.set_config('search_path', 'lifeboat_s', false);\n` +
@@ -203,7 +205,7 @@ describe('parallel load: what the COPY names, and the TRUNCATE before it', () =>
     expect(rows, log).toEqual([{ t: 'must stay' }]);
   });
 
-  it.fails('rows the pre-data INSERTs into a table before its COPY block are emptied by the TRUNCATE (plain psql keeps them)', async () => {
+  it('rows the pre-data INSERTs into a table before its COPY block are emptied by the TRUNCATE (plain psql keeps them)', async () => {
     const text = `${EVIL_TABLE}\nINSERT INTO public.lifeboat_evil VALUES ('inserted before the COPY');\nCOPY public.lifeboat_evil (t) FROM stdin;\ncopied\n\\.`;
     const { text: log } = await attack('insert-then-copy', (sql) => beforeFirstCopy(sql, text), { done: true });
     const { rows } = await instance.app.db.query('SELECT t FROM public.lifeboat_evil ORDER BY t');
@@ -234,7 +236,7 @@ describe('parallel load: sessions, roles and transactions', () => {
 });
 
 describe('parallel load: an honest instance', () => {
-  it.fails('the instance database has a CONNECTION LIMIT below RESTORE_JOBS + 1 (the staged database copies it): the restore still succeeds', async () => {
+  it('the instance database has a CONNECTION LIMIT below RESTORE_JOBS + 1 (the staged database copies it): the restore still succeeds', async () => {
     const { database } = instance;
     await withClient('postgres', (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} CONNECTION LIMIT 2`));
     try {

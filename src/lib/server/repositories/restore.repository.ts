@@ -268,38 +268,6 @@ export class RestoreRepository {
     };
   }
 
-  /**
-   * A session as the load's login in the new database, for what the parallel load asks the
-   * catalog: which table a COPY block fills, and whether emptying it first is safe (a plain table
-   * the login owns, that no foreign key or trigger refers to).
-   */
-  async openCatalog(connection: ConnectionOptions): Promise<{ copyTarget(name: string): Promise<{ oid: string; truncate: string | null } | null>; close(): Promise<void> }> {
-    const client = new pg.Client({ ...connection, application_name: 'lifeboat-restore' });
-    await client.connect();
-    client.on('error', () => undefined);
-    let closed = false;
-    return {
-      copyTarget: async (name) => {
-        const { rows } = await client.query<{ oid: string; truncate: string | null }>(
-          `SELECT c.oid::text AS oid,
-                  CASE WHEN c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE')
-                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE confrelid = c.oid)
-                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = c.oid)
-                       THEN format('TRUNCATE ONLY %I.%I;', n.nspname, c.relname) END AS truncate
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.oid = pg_catalog.to_regclass($1)`,
-          [name],
-        );
-        return rows[0] ?? null;
-      },
-      close: async () => {
-        if (closed) return;
-        closed = true;
-        await client.end();
-      },
-    };
-  }
-
   /** The server's data directory (needs an administrator, or pg_read_all_settings). */
   async dataDirectory(connection: ConnectionOptions): Promise<string> {
     return withAdmin(connection, null, async (client) => (await client.query<{ dir: string }>("SELECT pg_catalog.current_setting('data_directory') AS dir")).rows[0].dir);

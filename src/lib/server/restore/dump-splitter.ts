@@ -124,19 +124,22 @@ export class SessionSettings {
   private snapshot: string[] = [];
 
   note(statement: Buffer): void {
-    if (statement.length > 4096 || this.values.size >= 64) return;
-    const text = statement.toString('utf8');
-    const tokens = tokenize(text) ?? [];
+    if (statement.length > 4096) return;
+    const text = statement.toString('utf8').trim();
     let name: string | undefined;
-    if (tokens[0]?.text === 'set') {
-      const at = tokens[1]?.text === 'session' || tokens[1]?.text === 'local' ? 2 : 1;
+    const call = SET_CONFIG.exec(text);
+    if (call) {
+      // Only pg_dump's own form, and session-wide (is_local false): any other SELECT runs once, where it stands.
+      if (call[2].toLowerCase() !== 'false') return;
+      name = call[1].toLowerCase();
+    } else {
+      const tokens = tokenize(text) ?? [];
+      if (tokens[0]?.text !== 'set') return;
       // SET LOCAL ends with its transaction; SET SESSION AUTHORIZATION / ROLE are left out by the filter or refused by the role.
       if (tokens[1]?.text === 'local') return;
-      name = tokens[at]?.text;
-    } else if (tokens[0]?.text === 'select' && /set_config/i.test(text)) {
-      name = /set_config\s*\(\s*'([^']*)'/i.exec(text)?.[1]?.toLowerCase();
+      name = tokens[tokens[1]?.text === 'session' ? 2 : 1]?.text;
     }
-    if (!name) return;
+    if (!name || (!this.values.has(name) && this.values.size >= 64)) return;
     this.values.set(name, text.endsWith(';') ? text : `${text};`);
     this.snapshot = [...this.values.values()];
   }
@@ -146,6 +149,8 @@ export class SessionSettings {
     return this.snapshot;
   }
 }
+
+const SET_CONFIG = /^SELECT\s+(?:pg_catalog\.)?set_config\s*\(\s*'((?:[^']|'')*)'\s*,\s*'(?:[^']|'')*'\s*,\s*(true|false)\s*\)\s*;?$/is;
 
 /** `COPY schema.table (...) FROM stdin`: the table as quoted identifiers, or null when it does not read as a plain name. */
 export function copyTable(statement: Buffer): string | null {

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -47,6 +48,9 @@ interface Block {
   settings: string[];
   buffer: SpoolBuffer;
 }
+
+/** Beyond this many post-data units, the rest runs as one. */
+const MAX_UNITS = 1000;
 
 /** Share of the load's time the post-data (indexes, constraints) takes, for the progress bar. */
 const POST_DATA_SHARE = 0.3;
@@ -168,9 +172,9 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       },
       rest: async (bytes) => {
         // Honest dumps put only sequence values, indexes, constraints, triggers and privileges after the rows: a bounded spool.
-        if (restSize + bytes.length > budget.limitBytes) {
+        if (!budget.take(bytes.length)) {
           throw new Error(
-            `The dump has more than ${formatBytes(budget.limitBytes)} of statements after its first table's rows (pg_dump puts only sequence values, indexes, constraints and privileges there), more than the spool folder may hold: ` +
+            `The dump has more statements after its first table's rows than the spool folder may hold (${formatBytes(budget.limitBytes)} with the rows read ahead; pg_dump puts only sequence values, indexes, constraints and privileges there): ` +
               'it cannot be loaded on several connections. Set RESTORE_JOBS=1 to load it on one connection, or free disk space.',
           );
         }
@@ -183,21 +187,14 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       },
     };
 
-    const catalog = await repository.openCatalog(connection);
-    const truncated = new Map<string, Promise<void>>();
     const runBlock = async (block: Block) => {
-      // The first block of a plain table empties it in its own transaction: with wal_level=minimal the COPY then skips the WAL.
-      const table = block.table ? await catalog.copyTarget(block.table) : null;
-      let release = () => {};
-      const previous = table ? truncated.get(table.oid) : undefined;
-      if (table) truncated.set(table.oid, new Promise<void>((resolve) => (release = resolve)));
       try {
-        await previous;
         const name = block.table ?? 'a table';
         const session = openSession(`the data of ${name}`);
         running.add(name);
         current = `Loading ${[...running].join(', ')}`;
-        const truncate = table && !previous && table.truncate ? `${table.truncate}\n` : '';
+        // An empty plain table is emptied again in the COPY's own transaction: with wal_level=minimal the COPY then skips the WAL.
+        const truncate = block.table ? `${truncateIfEmpty(block.table)}\n` : '';
         await session.write(`${SESSION_START}${block.settings.join('\n')}\nBEGIN;\n${truncate}`);
         await session.write(block.copy);
         for await (const chunk of block.buffer.read()) {
@@ -211,7 +208,6 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
         await session.end();
         running.delete(name);
       } finally {
-        release();
         await block.buffer.close();
       }
     };
@@ -259,12 +255,13 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       await Promise.all(workers);
       await endPre();
       if (failure) throw failure;
-      await catalog.close();
 
       // What follows the data: indexes and keys side by side, foreign keys after them, the rest in order.
       current = 'Building indexes and constraints';
       report(1 - POST_DATA_SHARE);
-      const units = await planPostData(createReadStream(restPath), restSize);
+      let units = await planPostData(createReadStream(restPath), restSize);
+      // Each unit costs a psql start: thousands of tiny ones (partitions' indexes) load faster in order on one connection.
+      if (units.length > MAX_UNITS) units = [{ kind: 'serial', start: 0, end: restSize, tables: [], shared: false, settings: [] }];
       await runPostData(units, jobs, {
         failed: () => failure !== null,
         run: async (unit) => {
@@ -294,10 +291,34 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       for (const session of sessions) session.kill('the load stopped');
       await Promise.allSettled([...sessions].map((session) => session.done));
       for (const block of blocks) await block.buffer.close();
-      await catalog.close().catch(() => undefined);
       await rest.close().catch(() => undefined);
     }
   });
+}
+
+/**
+ * SQL for a COPY block's connection, in its transaction: a plain table the login owns, that no
+ * foreign key or trigger refers to and that is still empty once locked (a second block of the same
+ * table waits for the first to commit, and rows the dump inserted before its COPY are kept), is
+ * truncated, so the COPY goes into a new file. The name is resolved on this connection, under the
+ * dump's own search_path, and passed in a dollar quote with a random tag: no text of the dump can
+ * end it.
+ */
+export function truncateIfEmpty(table: string): string {
+  const tag = `$lifeboat_${randomBytes(8).toString('hex')}$`;
+  const name = `${tag.slice(0, -1)}_name$`;
+  return [
+    `DO ${tag}`,
+    'DECLARE r pg_catalog.regclass; empty boolean;',
+    'BEGIN',
+    `  r := pg_catalog.to_regclass(${name}${table}${name});`,
+    "  IF r IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r AND c.relkind = 'r' AND pg_catalog.pg_has_role(c.relowner, 'USAGE'))",
+    '     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE confrelid = r) OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = r) THEN RETURN; END IF;',
+    "  EXECUTE pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', r);",
+    "  EXECUTE pg_catalog.format('SELECT NOT EXISTS (SELECT 1 FROM ONLY %s)', r) INTO empty;",
+    "  IF empty THEN EXECUTE pg_catalog.format('TRUNCATE ONLY %s', r); END IF;",
+    `END ${tag};`,
+  ].join('\n');
 }
 
 /** How much an error says about why the load failed. */

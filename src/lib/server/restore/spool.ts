@@ -8,11 +8,14 @@ import { join } from 'node:path';
 export class SpoolBudget {
   used = 0;
   peak = 0;
+  /** Bytes held in memory by all buffers together (bounded too: many queued tables must not add up). */
+  memoryUsed = 0;
   private files = 0;
 
   constructor(
     readonly folder: string,
     readonly limitBytes: number,
+    readonly memoryLimitBytes = 64 * 1024 * 1024,
   ) {}
 
   take(bytes: number): boolean {
@@ -73,9 +76,11 @@ export class SpoolBuffer {
         this.spilling = false;
         continue;
       }
-      if (this.memory < this.memoryBytes) {
+      // Always room for one chunk: a buffer whose reader waits for it must be able to make progress.
+      if (this.memory < this.memoryBytes && (this.memory === 0 || this.budget.memoryUsed + chunk.length <= this.budget.memoryLimitBytes)) {
         this.chunks.push(chunk);
         this.memory += chunk.length;
+        this.budget.memoryUsed += chunk.length;
         return this.notifyReader();
       }
       if (this.budget.limitBytes > 0 && this.budget.used + chunk.length <= this.budget.limitBytes && this.mayReadAhead()) {
@@ -86,7 +91,8 @@ export class SpoolBuffer {
         this.spilling = true;
         continue;
       }
-      await this.waitForReader(() => this.memory < this.memoryBytes);
+      const held = this.memory;
+      await this.waitForReader(() => this.memory < Math.min(held, this.memoryBytes));
       if (this.closed) throw new Error('The buffer was closed');
     }
   }
@@ -104,6 +110,7 @@ export class SpoolBuffer {
         const chunk = this.chunks.shift();
         if (chunk) {
           this.memory -= chunk.length;
+          this.budget.memoryUsed -= chunk.length;
           this.notifyWriter();
           yield chunk;
           continue;
@@ -130,6 +137,8 @@ export class SpoolBuffer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.budget.memoryUsed -= this.memory;
+    this.memory = 0;
     this.chunks = [];
     this.notifyWriter();
     this.notifyReader();

@@ -410,17 +410,20 @@ export class RestoreService {
   private async load(dump: ValidatedDump, prepared: PreparedLoad, log: RestoreLog, signal: AbortSignal, file: FileHandle): Promise<void> {
     const { config } = this.host;
     const steps = { config, db: this.host.db, repository: this.repository };
-    if (!prepared.staged || config.restoreJobs < 2) return loadDump(steps, dump, log, prepared.target, { signal, file });
+    // The new database has the live one's connection limit: never more connections than it allows.
+    const limit = prepared.properties?.connectionLimit ?? -1;
+    const jobs = limit > 0 ? Math.min(config.restoreJobs, limit) : config.restoreJobs;
+    if (!prepared.staged || jobs < 2) return loadDump(steps, dump, log, prepared.target, { signal, file });
     const started = Date.now();
     const result = await loadDumpParallel(steps, dump, log, prepared.target, {
       signal,
       file,
-      jobs: config.restoreJobs,
+      jobs,
       spoolFolder: this.spoolFolder,
       onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
     });
     const spool = result.spoolPeakBytes ? `, up to ${formatBytes(result.spoolPeakBytes)} read ahead to disk` : '';
-    await log.info(`Loaded ${result.tables} table(s), then ${result.postDataUnits} index, constraint and other step(s), on ${config.restoreJobs} connections in ${formatDuration(Date.now() - started)}${spool}`);
+    await log.info(`Loaded ${result.tables} table(s), then ${result.postDataUnits} index, constraint and other step(s), on ${jobs} connections in ${formatDuration(Date.now() - started)}${spool}`);
   }
 
   /**
