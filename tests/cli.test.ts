@@ -54,12 +54,12 @@ describe('command line on a stopped instance (embedded PostgreSQL, no web server
 
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('restores a backup: restore point, migrations, health check; the cluster is stopped again', async () => {
+  it('restores a backup: staged (the old database kept as the restore point, then saved as a file), migrations, health check; the cluster is stopped again', async () => {
     const result = await cli(['restore', backup, '--yes'], env);
 
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    for (const line of ['Creating a restore point', `Restoring ${backup}`, 'Running database migrations', 'Health check passed', 'Restore complete.']) {
+    for (const line of [`Restoring ${backup}`, 'is kept as', 'Running database migrations', 'Health check passed', 'Restore complete.', 'Restore point: restore-point-']) {
       expect(result.stdout).toContain(line);
     }
     expect(existsSync(join(env.DB_DATA_LOCATION, 'postmaster.pid'))).toBe(false);

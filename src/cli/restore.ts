@@ -121,7 +121,7 @@ export async function restoreCommand(argv: string[]): Promise<number> {
     const stop = follow(app);
     const final = await app.restore.restore(dump, { by: 'the command line' }).finally(stop);
     if (final.task === 'done') {
-      console.log('Restore complete. Compressing the restore point…');
+      console.log('Restore complete. Saving the restore point (the data from before the restore)…');
       await app.restore.idle();
       console.log(`Restore point: ${app.maintenance.status.restorePoint}`);
       return EXIT.ok;

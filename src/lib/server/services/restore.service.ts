@@ -500,7 +500,7 @@ export class RestoreService {
       const state = (await unchanged())
         ? staged
           ? `the backup was being loaded into a separate database, so the database is as it was`
-          : `the restore's transaction was rolled back, so the database is as it was (restore point: ${restorePoint})`
+          : `the restore's transaction was rolled back, so the database is as it was${restorePoint ? ` (restore point: ${restorePoint})` : ''}`
         : keptAs
           ? `the database holds the backup, not yet checked (interrupted during "${failedTask}"); ${keptAs} and is saved as a restore-point file at the next start`
           : `the database may hold the backup, not yet checked (interrupted during "${failedTask}"): check it, or restore the restore point ${restorePoint}`;
