@@ -153,6 +153,21 @@ function psqlInput(stdin: NodeJS.WritableStream & { destroyed?: boolean }, first
   });
 }
 
+/** psql reading SQL on stdin, stopping at the first error; the caller writes `\restrict` first. */
+function startRestorePsql(options: { psql: string; connection: ConnectionOptions; signal?: AbortSignal; timeoutMs?: number }) {
+  // "-f -" rather than plain stdin: psql then names the line of an error.
+  const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
+  const psql = startChild(options.psql, args, {
+    env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
+    stdio: ['pipe', 'ignore', 'pipe'],
+    signal: options.signal,
+    timeoutMs: options.timeoutMs,
+  });
+  // EPIPE when psql stops on an error: its exit code and stderr say why.
+  psql.child.stdin!.on('error', () => undefined);
+  return psql;
+}
+
 export interface PsqlSession {
   /** Resolves when psql took the bytes (backpressure); rejects once psql stopped reading. */
   write(chunk: Buffer | string): Promise<void>;
@@ -180,17 +195,8 @@ export class RestoreRepository {
    * failure psql is killed, so its transaction rolls back.
    */
   async loadDump(options: LoadDumpOptions): Promise<void> {
-    // "-f -" rather than plain stdin: psql then names the line of an error.
-    const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
-    const psql = startChild(options.psql, args, {
-      env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
-      stdio: ['pipe', 'ignore', 'pipe'],
-      signal: options.signal,
-      timeoutMs: options.timeoutMs,
-    });
+    const psql = startRestorePsql(options);
     const stdin = psql.child.stdin!;
-    // EPIPE when psql stops on an error: its exit code and stderr say why.
-    stdin.on('error', () => undefined);
     const fed = pipeline(
       options.file
         ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
@@ -227,15 +233,8 @@ export class RestoreRepository {
    * parallel load: the caller writes the part and ends it. Rejects with the error psql stopped on.
    */
   startPsqlSession(options: { psql: string; connection: ConnectionOptions; part: string; signal?: AbortSignal; timeoutMs?: number }): PsqlSession {
-    const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
-    const psql = startChild(options.psql, args, {
-      env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
-      stdio: ['pipe', 'ignore', 'pipe'],
-      signal: options.signal,
-      timeoutMs: options.timeoutMs,
-    });
+    const psql = startRestorePsql(options);
     const stdin = psql.child.stdin!;
-    stdin.on('error', () => undefined);
     const write = (chunk: Buffer | string): Promise<void> =>
       new Promise((resolve, reject) => {
         if (stdin.destroyed || stdin.writableEnded) return reject(new PsqlInputClosed());

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
 import { tokenize } from '../dump-filter/statement-rules';
+import { nameParts } from './post-data-plan';
 
 /**
  * Where the parts of a plain dump go, in the order psql would have read them: the pre-data (all
@@ -156,20 +157,8 @@ const SET_CONFIG = /^SELECT\s+(?:pg_catalog\.)?set_config\s*\(\s*'((?:[^']|'')*)
 export function copyTable(statement: Buffer): string | null {
   const tokens = tokenize(statement.subarray(0, 4096).toString('utf8'));
   if (!tokens || tokens[0]?.text !== 'copy') return null;
-  const parts: string[] = [];
-  let i = 1;
-  for (;;) {
-    const token = tokens[i];
-    if (!token || (token.kind !== 'word' && token.kind !== 'ident')) return null;
-    parts.push(token.text);
-    if (tokens[i + 1]?.kind === 'punct' && tokens[i + 1].text === '.') {
-      i += 2;
-      continue;
-    }
-    const next = tokens[i + 1];
-    if (!next || !((next.kind === 'punct' && next.text === '(') || (next.kind === 'word' && next.text === 'from'))) return null;
-    break;
-  }
-  if (parts.length > 3) return null;
-  return parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
+  const found = nameParts(tokens, 1);
+  const next = found && tokens[found.next];
+  if (!next || !((next.kind === 'punct' && next.text === '(') || (next.kind === 'word' && next.text === 'from'))) return null;
+  return found.parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
 }

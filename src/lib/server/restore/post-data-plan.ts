@@ -138,7 +138,8 @@ function onlyOneAction(tokens: Token[]): boolean {
   return true;
 }
 
-function qualifiedName(tokens: Token[], at: number): { name: string; next: number } | null {
+/** A name of up to three parts at `at`, as the parts and where it ends. */
+export function nameParts(tokens: Token[], at: number): { parts: string[]; next: number } | null {
   const parts: string[] = [];
   let i = at;
   for (;;) {
@@ -151,10 +152,14 @@ function qualifiedName(tokens: Token[], at: number): { name: string; next: numbe
     }
     break;
   }
-  if (parts.length > 3) return null;
+  return parts.length > 3 ? null : { parts, next: i + 1 };
+}
+
+function qualifiedName(tokens: Token[], at: number): { name: string; next: number } | null {
+  const found = nameParts(tokens, at);
   // Unqualified names could mean different tables under different search paths: pg_dump always qualifies.
-  if (parts.length < 2) return null;
-  return { name: parts.map((part) => JSON.stringify(part)).join('.'), next: i + 1 };
+  if (!found || found.parts.length < 2) return null;
+  return { name: found.parts.map((part) => JSON.stringify(part)).join('.'), next: found.next };
 }
 
 function isBlank(bytes: Buffer): boolean {
