@@ -38,7 +38,7 @@ test('restore from the Maintenance page brings back the data of the backup', asy
     await expect(progress).toBeVisible();
     await expect(page.getByTestId('current-task')).toHaveText('Restoring the backup');
     await expect(progress).toContainText(backup.filename);
-    await expect(page.getByTestId('maintenance-log')).toContainText('restore');
+    await expect(page.getByTestId('maintenance-log')).toContainText('Restoring');
     await page.screenshot({ path: test.info().outputPath('progress.png'), fullPage: true });
 
     // A reload in the middle shows the same state, log included.

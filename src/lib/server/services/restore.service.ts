@@ -179,8 +179,11 @@ export class RestoreService {
   private async enterMaintenance(dump: ValidatedDump, by: string, token?: string): Promise<{ token: string | null; wasActive: boolean }> {
     const { maintenance } = this.host;
     const wasActive = maintenance.isActive();
+    // The first step shows from the first moment: a restore-point file (in place) or the restore itself (staged).
+    const admin = this.host.db.admin ?? this.host.db.connection;
+    const task = (await stagingDecision(this.repository, admin, dump)).reason ? 'backup' : 'restore';
     const newToken = wasActive && maintenance.validateToken(token) ? null : await maintenance.start('restore_database', by);
-    await maintenance.begin('restore_database', { backup: dump.filename }, `Restore of ${dump.filename} started by ${by}`);
+    await maintenance.begin('restore_database', { backup: dump.filename, task }, `Restore of ${dump.filename} started by ${by}`);
     return { token: newToken, wasActive };
   }
 
