@@ -146,7 +146,7 @@ describe('maintenance mode with a real instance', () => {
 
     let aborted: Promise<void> | null = null;
     const off = app.maintenance.subscribe((status) => {
-      if (status.task === 'restore' && !aborted) aborted = app.restore.abort();
+      if (status.task === 'restore' && app.restore.running && !aborted) aborted = app.restore.abort();
     });
     const final = await app.restore.restore(dump, { by: 'test' });
     off();
