@@ -71,6 +71,7 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
   const psql = await restorePsqlFor(await db.serverVersion(), deps.config.pgBinDir);
   const connection: ConnectionOptions = { ...target.login, database: target.database };
   const filter = await restoreFilterFor(deps, target, log);
+  if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
   const jobs = Math.max(1, Math.floor(options.jobs));
 
   return withSpoolFolder(options.spoolFolder, async (folder) => {
