@@ -127,6 +127,8 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
     let preDone: Promise<void> | null = null;
     const preEndedOrFailed = new Promise<void>((resolve) => (preEnded = resolve));
     const preWrite = pre.write(`${target.prelude}`);
+    // Awaited by endPre(); a load stopped before that (shutdown, a damaged head) reports its own error.
+    preWrite.catch(() => undefined);
     const endPre = () => {
       preEnded();
       preDone ??= (async () => {
