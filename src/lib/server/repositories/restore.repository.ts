@@ -259,7 +259,8 @@ export class RestoreRepository {
       },
       end: async () => {
         await first;
-        await new Promise<void>((resolve) => stdin.end(() => resolve()));
+        // psql's exit is the answer: the end callback of a pipe psql already closed may never come.
+        if (!stdin.destroyed && !stdin.writableEnded) stdin.end();
         await done;
       },
       done,
