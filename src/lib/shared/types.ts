@@ -14,6 +14,41 @@ export interface BackupFile {
   offsite?: OffsiteCopyStatus;
   /** Where the file is: only off-site ones must be fetched back before a restore or download. */
   location?: 'local' | 'offsite' | 'both';
+  /** Whether the file is still what was written (its manifest's SHA-256, whole gzip, pg_dump's last line). */
+  verification?: BackupVerification;
+  /** The last restore drill of this file. */
+  drill?: BackupDrill;
+}
+
+export interface BackupVerification {
+  status: 'verified' | 'corrupted' | 'unverified';
+  /** ISO date of the last check; null when never checked. */
+  checkedAt: string | null;
+  sha256: string | null;
+  /** Why the file is corrupted, in words. */
+  error: string | null;
+}
+
+export interface BackupDrill {
+  status: 'passed' | 'failed' | 'running' | 'never';
+  /** ISO date the last drill started. */
+  at: string | null;
+  durationMs: number | null;
+  error: string | null;
+  /** The drill's log lines (the last ones), for a failure. */
+  log?: string[];
+}
+
+/** What a backup holds, as its manifest records it. Keys of `tables` are "schema.table". */
+export interface BackupManifestDto {
+  filename: string;
+  size: number;
+  sha256: string;
+  uncompressedSize: number;
+  appVersion: string | null;
+  postgresVersion: string | null;
+  createdAt: string;
+  tables: Record<string, number>;
 }
 
 export interface OffsiteCopyStatus {

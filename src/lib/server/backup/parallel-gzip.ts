@@ -155,13 +155,14 @@ export function createParallelGzip(options: ParallelGzipOptions = {}): Transform
   return new ParallelGzip(options);
 }
 
-/** Pass-through that reports the running byte total, for progress. */
-export function bytesCounter(onBytes: (total: number) => void): Transform {
+/** Pass-through that reports the running byte total, for progress, and shows each chunk to `onChunk` (hashing, counting rows). */
+export function bytesCounter(onBytes: (total: number) => void, onChunk?: (chunk: Buffer) => void): Transform {
   let total = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       total += chunk.length;
       onBytes(total);
+      onChunk?.(chunk);
       callback(null, chunk);
     },
   });

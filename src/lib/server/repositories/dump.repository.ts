@@ -17,6 +17,10 @@ export interface DumpToFileOptions {
   gzip?: ParallelGzipOptions;
   /** false writes plain SQL: no compression CPU, for the restore point on the restore's critical path. */
   compress?: boolean;
+  /** Sees pg_dump's output (the SQL text) as it goes by: the manifest's row counts. */
+  onDumpChunk?: (chunk: Buffer) => void;
+  /** Sees the file's bytes as they go to disk: the manifest's SHA-256. */
+  onFileChunk?: (chunk: Buffer) => void;
 }
 
 export interface DumpResult {
@@ -44,12 +48,12 @@ export class DumpRepository {
     let fileBytes = 0;
     const written = pipeline(
       dump.child.stdout!,
-      bytesCounter((total) => (dumpBytes = total)),
+      bytesCounter((total) => (dumpBytes = total), options.onDumpChunk),
       options.compress === false ? new PassThrough() : createParallelGzip(options.gzip),
       bytesCounter((total) => {
         fileBytes = total;
         options.onBytes?.(total);
-      }),
+      }, options.onFileChunk),
       createWriteStream(options.path, { flags: 'wx' }),
     );
     // A write failure (disk full) must stop pg_dump; a pg_dump failure must fail the backup
@@ -67,7 +71,13 @@ export class DumpRepository {
   }
 
   /** Compresses a plain dump into `target` (created exclusively) with the same parallel gzip as backups. */
-  async compressFile(source: string, target: string, signal?: AbortSignal): Promise<void> {
-    await pipeline(createReadStream(source, { highWaterMark: 1024 * 1024 }), createParallelGzip(), createWriteStream(target, { flags: 'wx' }), { signal });
+  async compressFile(source: string, target: string, signal?: AbortSignal, onFileChunk?: (chunk: Buffer) => void): Promise<void> {
+    await pipeline(
+      createReadStream(source, { highWaterMark: 1024 * 1024 }),
+      createParallelGzip(),
+      bytesCounter(() => undefined, onFileChunk),
+      createWriteStream(target, { flags: 'wx' }),
+      { signal },
+    );
   }
 }

@@ -4,12 +4,15 @@ import type { BackupFile } from '../../shared/types';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { DumpVersionCache } from '../backup/dump-version';
+import { DumpStats } from '../backup/dump-stats';
+import { FileDigest, newManifest } from '../backup/manifest';
 import { clientToolsFor } from '../db/pg-binaries';
 import type { DumpRepository } from '../repositories/dump.repository';
 import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
 import { APP_VERSION } from '../version';
 import { badRequest, notFound } from './errors';
 import type { FileUse } from './file-use';
+import { ManifestStore } from './manifest-store';
 import { selectForRetention } from './retention';
 
 export interface CreateBackupOptions {
@@ -46,9 +49,19 @@ export class DatabaseBackupService {
     readonly backupsFolder: string,
     /** Marks downloads as in use, so retention leaves the file alone until the stream closes. */
     private readonly fileUse?: FileUse,
-  ) {}
+  ) {
+    this.manifests = new ManifestStore(storage, backupsFolder);
+  }
 
-  /** Makes one complete backup file, or none at all: on any failure the .tmp is removed. */
+  /** `<backup>.manifest.json` beside each backup. */
+  readonly manifests: ManifestStore;
+
+  /**
+   * Makes one complete backup file, or none at all: on any failure the .tmp is removed. Its
+   * manifest (SHA-256 of the file, rows per table from the COPY blocks) is learnt on the way and
+   * written once the file is in place: a crash between the two leaves a backup whose manifest
+   * is made on its first verification.
+   */
   async createBackup(options: CreateBackupOptions = {}): Promise<{ filename: string; filesize: number }> {
     const serverVersion = await this.db.serverVersion();
     const { pgDump } = await clientToolsFor(serverVersion, this.config.pgBinDir);
@@ -56,9 +69,13 @@ export class DatabaseBackupService {
     const filename = await this.freeName(options.kind ?? 'routine', serverVersion, compress);
     const path = join(this.backupsFolder, filename);
     const tmp = `${path}.tmp`;
+    const stats = new DumpStats(options.database ?? this.db.connection.database);
+    const digest = new FileDigest();
     try {
       await this.storage.removeIfExists(tmp);
       await this.dumps.dumpToFile({
+        onDumpChunk: (chunk) => stats.write(chunk),
+        onFileChunk: (chunk) => digest.update(chunk),
         pgDump,
         connection: options.database ? { ...this.db.connection, database: options.database } : this.db.connection,
         path: tmp,
@@ -75,6 +92,23 @@ export class DatabaseBackupService {
       throw explain(error, this.backupsFolder);
     }
     const { size } = await this.storage.stat(path);
+    const contents = stats.end();
+    await this.manifests
+      .write(
+        newManifest({
+          filename,
+          size,
+          sha256: digest.digest(),
+          uncompressedSize: contents.uncompressedSize,
+          appVersion: APP_VERSION,
+          postgresVersion: serverVersion,
+          createdAt: new Date().toISOString(),
+          tables: contents.tables,
+          source: 'backup',
+        }),
+      )
+      // The backup is complete without it: its first verification makes one.
+      .catch(() => undefined);
     return { filename, filesize: size };
   }
 
@@ -101,8 +135,9 @@ export class DatabaseBackupService {
     if (filename.endsWith('.gz')) return filename;
     const target = `${path}.gz`;
     const tmp = `${target}.tmp`;
+    const digest = new FileDigest();
     try {
-      await this.dumps.compressFile(path, tmp, signal);
+      await this.dumps.compressFile(path, tmp, signal, (chunk) => digest.update(chunk));
       await this.storage.fsync(tmp);
       await this.storage.rename(tmp, target);
       await this.storage.fsyncDir(this.backupsFolder);
@@ -110,7 +145,16 @@ export class DatabaseBackupService {
       await this.storage.removeIfExists(tmp).catch(() => undefined);
       throw explain(error, this.backupsFolder);
     }
+    // The same dump in a new file: the manifest follows it (its rows are the plain file's).
+    const manifest = await this.manifests.read(filename);
+    if (manifest) {
+      const sha256 = digest.digest();
+      await this.manifests
+        .write({ ...manifest, filename: `${filename}.gz`, size: digest.size, sha256, verification: { status: 'unverified', checkedAt: null, sha256, error: null } })
+        .catch(() => undefined);
+    }
     await this.storage.removeIfExists(path);
+    await this.manifests.remove(filename);
     return `${filename}.gz`;
   }
 
@@ -149,6 +193,11 @@ export class DatabaseBackupService {
     return files.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.filename.localeCompare(a.filename));
   }
 
+  /** The file's stat, or null when it is gone. */
+  statOf(filename: string) {
+    return this.storage.stat(join(this.backupsFolder, filename)).catch(() => null);
+  }
+
   /** The name is checked before any path is built: a bad name is 400, a missing file 404. */
   async backupPath(filename: unknown): Promise<string> {
     if (!isValidBackupName(filename)) throw badRequest(INVALID_NAME);
@@ -183,7 +232,10 @@ export class DatabaseBackupService {
       if (!stat?.isFile()) missing.push(name);
     }
     if (missing.length) throw notFound(`Backup${missing.length > 1 ? 's' : ''} not found: ${missing.join(', ')}. Nothing was deleted.`);
-    for (const name of names) await this.storage.removeIfExists(join(this.backupsFolder, name));
+    for (const name of names) {
+      await this.storage.removeIfExists(join(this.backupsFolder, name));
+      await this.manifests.remove(name);
+    }
     return { deleted: names };
   }
 
@@ -192,7 +244,10 @@ export class DatabaseBackupService {
     if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`Retention must keep at least one backup (got ${keep})`);
     const entries = await this.storage.readdir(this.backupsFolder);
     const doomed = selectForRetention(entries, keep, justMade);
-    for (const name of doomed) await this.storage.removeIfExists(join(this.backupsFolder, name));
+    for (const name of doomed) {
+      await this.storage.removeIfExists(join(this.backupsFolder, name));
+      await this.manifests.remove(name);
+    }
     return doomed;
   }
 }

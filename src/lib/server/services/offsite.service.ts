@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { isValidBackupName, parseBackupName } from '../../shared/backup-name';
 import { validateOffsite } from '../../shared/settings-rules';
 import type { BackupFile, OffsiteCopyStatus, OffsiteSettings } from '../../shared/types';
+import { MANIFEST_SUFFIX, NO_DRILL, parseManifest, UNVERIFIED } from '../backup/manifest';
 import { S3Repository, type RemoteObject } from '../repositories/s3.repository';
 import type { StorageRepository } from '../repositories/storage.repository';
 import type { DatabaseBackupService } from './database-backup.service';
@@ -45,7 +46,6 @@ export interface OffsiteServiceDeps {
 }
 
 export const SHA256_SUFFIX = '.sha256';
-export const MANIFEST_SUFFIX = '.manifest.json';
 const REMOTE_CACHE_MS = 30_000;
 
 /** Passes bytes through and hashes them on the way (the SHA-256 is known when the stream ends). */
@@ -335,12 +335,24 @@ export class OffsiteService {
       await this.deps.storage.rename(tmp, path);
       await this.deps.storage.fsyncDir(this.deps.backups.backupsFolder);
       await this.record(filename, { status: 'copied', at: new Date().toISOString(), error: null, sha256: actual });
+      await this.fetchManifest(repository, key, filename, actual);
       this.deps.log(`Fetched ${filename} back from the off-site bucket (${hashing.bytes} bytes, SHA-256 checked)`);
       return { filename, sha256: actual, filesize: hashing.bytes };
     } finally {
       await this.deps.storage.removeIfExists(tmp).catch(() => undefined);
       release();
       repository.close();
+    }
+  }
+
+  /** The manifest copied beside the backup, when there is one and it describes the very bytes fetched; else the file's first verification makes one. */
+  private async fetchManifest(repository: S3Repository, key: string, filename: string, sha256: string): Promise<void> {
+    try {
+      const text = await repository.getText(key + MANIFEST_SUFFIX);
+      const manifest = text ? parseManifest(JSON.parse(text), filename) : null;
+      if (manifest && manifest.sha256 === sha256) await this.deps.backups.manifests.write({ ...manifest, verification: { ...UNVERIFIED, sha256 }, drill: NO_DRILL });
+    } catch (error) {
+      this.deps.logError(`The manifest of ${filename} was not fetched: ${(error as Error).message}`);
     }
   }
 

@@ -77,10 +77,13 @@ export class RetentionService {
     );
     for (const { name, reason } of plan.remove) {
       await this.deps.storage.removeIfExists(join(folder, name));
+      // The manifest is part of its backup.
+      await this.deps.backups.manifests.remove(name);
       this.deps.log(`Retention removed ${name} (${reason})`);
     }
     for (const { name, usedBy } of plan.inUse) this.deps.log(`Retention kept ${name} for now: in use by ${usedBy}`);
     const entries = await this.deps.storage.readdir(folder).catch(() => [] as string[]);
+    for (const name of await this.deps.backups.manifests.removeOrphans(entries)) this.deps.log(`Retention removed ${name} (its backup is gone)`);
     for (const name of staleTemporaryFiles(entries, options.justMade ?? null)) {
       if (this.usedBy(name)) continue;
       await this.deps.storage.removeIfExists(join(folder, name));
