@@ -24,6 +24,11 @@ import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
 import { UserService } from './services/user.service';
+import { BackupReadRepository } from './repositories/backup-read.repository';
+import { LibraryContentsRepository } from './repositories/library-contents.repository';
+import { LibraryFilesRepository } from './repositories/library-files.repository';
+import { ConsistencyService } from './services/consistency.service';
+import { PreviewService } from './services/preview.service';
 
 export interface StartOptions {
   /** Tests run the embedded cluster without fsync. */
@@ -68,6 +73,10 @@ export class Lifeboat {
   readonly restore: RestoreService;
   /** Admin sign-up and the first-run wizard's token; the setup code on a reinstall over old backups. */
   readonly firstRun: FirstRunService;
+  /** The files-vs-database report: after every restore, and on demand. */
+  readonly consistency: ConsistencyService;
+  /** What a backup holds beside the instance, before a restore. */
+  readonly preview: PreviewService;
   private onboarded = false;
   private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
 
@@ -161,6 +170,32 @@ export class Lifeboat {
     // A running restore is aborted safely (psql killed: its transaction rolls back) and recorded.
     this.onShutdown(() => this.restore.abort());
     this.onShutdown(() => this.maintenance.close());
+    const contents = new LibraryContentsRepository(db);
+    const libraryFiles = new LibraryFilesRepository();
+    this.consistency = new ConsistencyService({ uploadLocation: config.uploadLocation, contents, files: libraryFiles, storage: this.storageRepository, stateDir, log });
+    this.preview = new PreviewService({
+      backups: this.backups,
+      reader: new BackupReadRepository(),
+      fileUse: this.fileUse,
+      contents,
+      files: libraryFiles,
+      consistency: this.consistency,
+      db,
+      databaseName: config.database.database,
+      uploadLocation: config.uploadLocation,
+      stateDir,
+      databaseReadable: () => !this.maintenance.isRunning(),
+    });
+    // After each restore that ended well (once per restore), the files are compared with the restored database.
+    let reportedRestore: string | null = null;
+    const unsubscribeReport = this.maintenance.subscribe((status) => {
+      if (status.action !== 'restore_database' || status.task !== 'done' || status.active) return;
+      const key = status.startedAt ?? status.finishedAt ?? '';
+      if (key === reportedRestore) return;
+      reportedRestore = key;
+      this.consistency.run('restore', status.backup ?? null).catch((error) => logError(`Files report after the restore failed: ${(error as Error).message}`));
+    });
+    this.onShutdown(unsubscribeReport);
     this.serverInfo = new ServerInfoService(() => this.isOnboarded(), () => this.maintenance.isActive());
   }
 

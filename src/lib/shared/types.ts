@@ -164,3 +164,61 @@ export interface UserDto {
   storageLabel: string | null;
   createdAt: string;
 }
+
+/** Who and what a database holds, in the terms the restore preview compares. */
+export interface LibraryContents {
+  /** Schema version (app version that shipped it); null when unknown. */
+  version: string | null;
+  /** ISO date: when the backup was made; for the current instance, when it was read. */
+  date: string | null;
+  /** Users not deleted, and the emails of the admins among them (sorted). */
+  users: { count: number; admins: string[] };
+  /** Rows of the assets table (trashed ones included: their files are still kept). */
+  assets: number;
+  albums: number;
+  /** Rows per "schema.table". */
+  tables: Record<string, number>;
+}
+
+/** What a backup's asset paths mean for the files in UPLOAD_LOCATION now. */
+export interface PreviewFiles {
+  /** Distinct files (originals, thumbnails, previews, encoded videos) the backup refers to. */
+  referenced: number;
+  /** Of those, on disk now. */
+  present: number;
+  missing: number;
+  /** Files on disk the backup does not refer to (.immich markers, backups/ and .lifeboat/ left out). */
+  untracked: number;
+}
+
+/** GET /api/admin/database-backups/{filename}/preview: a backup's contents beside the instance's, and what it means for the files. */
+export interface RestorePreview {
+  filename: string;
+  backup: LibraryContents;
+  /** Null when the instance's database cannot be read (maintenance mode, a broken restore). */
+  current: LibraryContents | null;
+  files: PreviewFiles;
+  /** The dump-derived part came from the manifest's cache (same SHA-256) rather than a new reading. */
+  cached: boolean;
+  /** False when the dump could not be read to its end (damaged): the counts are as far as it went. */
+  complete: boolean;
+  /** ISO date the dump was read. */
+  readAt: string;
+}
+
+/** The files-vs-database report (GET/POST /api/admin/maintenance/consistency). */
+export interface ConsistencyReport {
+  /** ISO dates. */
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** Why it ran: after a restore (of which backup), or asked for. */
+  trigger: 'restore' | 'manual';
+  backup: string | null;
+  /** Distinct files the database refers to. */
+  referenced: number;
+  /** Files found in UPLOAD_LOCATION (markers, backups/ and .lifeboat/ left out). */
+  onDisk: number;
+  missing: { count: number; first: string[] };
+  untracked: { count: number; first: string[] };
+}
