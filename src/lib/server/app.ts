@@ -4,12 +4,17 @@ import { Database } from './db/database';
 import { migrate } from './db/migrator';
 import { AssetRepository } from './repositories/asset.repository';
 import { DumpRepository } from './repositories/dump.repository';
+import { BackupReadRepository } from './repositories/backup-read.repository';
+import { DrillRepository } from './repositories/drill.repository';
+import { RestoreRepository } from './repositories/restore.repository';
 import { StorageRepository } from './repositories/storage.repository';
 import { SystemMetadataRepository } from './repositories/system-metadata.repository';
 import { UserRepository } from './repositories/user.repository';
 import { AssetService } from './services/asset.service';
 import { AuthService } from './services/auth.service';
 import { DatabaseBackupService } from './services/database-backup.service';
+import { DrillService } from './services/drill.service';
+import { VerificationService } from './services/verification.service';
 import { FileUse } from './services/file-use';
 import { FirstRunService } from './services/first-run.service';
 import { JobService } from './services/job.service';
@@ -24,7 +29,6 @@ import { RestoreService } from './services/restore.service';
 import { ServerInfoService } from './services/server-info.service';
 import { StorageService } from './services/storage.service';
 import { UserService } from './services/user.service';
-import { BackupReadRepository } from './repositories/backup-read.repository';
 import { LibraryContentsRepository } from './repositories/library-contents.repository';
 import { LibraryFilesRepository } from './repositories/library-files.repository';
 import { ConsistencyService } from './services/consistency.service';
@@ -71,6 +75,10 @@ export class Lifeboat {
   /** Alerts no job raises itself: stale backups (hourly) and the end of a restore. */
   readonly alertWatch: AlertWatch;
   readonly restore: RestoreService;
+  /** Is each backup still what was written (SHA-256, whole gzip, end line)? After each backup and upload, nightly, and on demand. */
+  readonly verification: VerificationService;
+  /** Restore drills into a scratch database beside the live one: weekly, and on demand. */
+  readonly drills: DrillService;
   /** Admin sign-up and the first-run wizard's token; the setup code on a reinstall over old backups. */
   readonly firstRun: FirstRunService;
   /** The files-vs-database report: after every restore, and on demand. */
@@ -121,7 +129,34 @@ export class Lifeboat {
       log,
       logError,
     });
+    this.verification = new VerificationService({
+      backups: this.backups,
+      reader: new BackupReadRepository(),
+      fileUse: this.fileUse,
+      databaseName: config.database.database,
+      log,
+      onCorrupted: (filename, error) =>
+        this.notifications.notify({ type: 'verification-failed', title: 'Backup verification failed', message: `The backup ${filename} failed verification: ${error}`, filename, error }),
+    });
+    this.drills = new DrillService({
+      config,
+      db,
+      restoreRepository: new RestoreRepository(),
+      repository: new DrillRepository(),
+      backups: this.backups,
+      verification: this.verification,
+      lock: this.lock,
+      fileUse: this.fileUse,
+      storage: this.storageRepository,
+      stateDir,
+      maintenanceActive: () => this.maintenance.isActive(),
+      log,
+      onFailed: (filename, error) => this.notifications.notify({ type: 'drill-failed', title: 'Restore drill failed', message: `The restore drill of ${filename} failed: ${error}`, filename, error }),
+      onChange: () => void this.jobs.refreshDrills(),
+    });
+    this.backups.runningDrill = () => this.drills.running?.filename ?? null;
     this.jobs = new JobService({
+      drills: this.drills,
       retention: this.retention,
       backups: this.backups,
       lock: this.lock,
@@ -133,7 +168,7 @@ export class Lifeboat {
       logError,
       onBackupFinished: (result) => {
         if (result.result === 'success' && result.filename) {
-          this.offsite.enqueue(result.filename).catch((error) => logError(`Could not queue the off-site copy: ${(error as Error).message}`));
+          void this.afterBackup(result.filename).catch((error) => logError(`After the backup ${result.filename}: ${(error as Error).message}`));
         } else if (result.result === 'failed') {
           this.notifications.notify({ type: 'backup-failed', title: 'Backup failed', message: `The database backup started at ${result.startedAt} failed: ${result.error}`, error: result.error });
         }
@@ -165,6 +200,8 @@ export class Lifeboat {
     this.onShutdown(() => this.jobs.stop());
     // A copy under way is aborted (its multipart upload is abandoned) and recorded as failed.
     this.onShutdown(() => this.offsite.stop());
+    // A drill under way is cancelled and its scratch database dropped.
+    this.onShutdown(() => this.drills.stop());
     this.restore = new RestoreService(this);
     this.firstRun = new FirstRunService({ auth: this.auth, maintenance: this.maintenance, backups: this.backups, codeFile: join(stateDir, 'setup-code'), log });
     // A running restore is aborted safely (psql killed: its transaction rolls back) and recorded.
@@ -238,10 +275,29 @@ export class Lifeboat {
     return this.onboarded;
   }
 
+  private lastFullVerification = 0;
+
+  /**
+   * A new backup is read back and verified before it is copied off-site (a corrupted one is not
+   * copied, and alerts as a failed backup does); with the nightly backup, every other backup is
+   * verified again (at most once in 20 hours).
+   */
+  private async afterBackup(filename: string): Promise<void> {
+    const verification = await this.verification.verify(filename);
+    if (verification.status === 'verified') await this.offsite.enqueue(filename);
+    else this.log(`${filename} is not copied off-site: ${verification.error}`);
+    if (Date.now() - this.lastFullVerification > 20 * 3600_000) {
+      this.lastFullVerification = Date.now();
+      await this.verification.verifyAll();
+    }
+  }
+
   /** The backup schedule: started by the web server's init hook only, never by the command line. */
   startScheduler(): Promise<void> {
     this.alertWatch.start();
     this.retention.start();
+    void this.systemConfig.get().then((config) => this.drills.schedule(config.backup.drill)).catch(() => undefined);
+    this.onShutdown(this.systemConfig.onChange((config) => this.drills.schedule(config.backup.drill)));
     return this.jobs.startScheduler();
   }
 

@@ -1,5 +1,5 @@
 import { Cron } from 'croner';
-import { DEFAULT_NOTIFICATIONS, DEFAULT_OFFSITE, DEFAULT_RESTORE_POINTS, DEFAULT_UPLOADS, validateGenerations } from './settings-rules';
+import { DEFAULT_NOTIFICATIONS, DEFAULT_OFFSITE, DEFAULT_RESTORE_POINTS, DEFAULT_UPLOADS, DEFAULT_DRILL, validateGenerations } from './settings-rules';
 import type { BackupSettings, SystemConfig } from './types';
 
 /** Browser-safe schedule rules, shared by the settings page (preview) and the server (validation). */
@@ -7,7 +7,7 @@ import type { BackupSettings, SystemConfig } from './types';
 export const DEFAULT_BACKUP_SETTINGS: BackupSettings = { enabled: true, cronExpression: '0 02 * * *', keepLastAmount: 14 };
 
 export const DEFAULT_SYSTEM_CONFIG: SystemConfig = {
-  backup: { database: DEFAULT_BACKUP_SETTINGS, offsite: DEFAULT_OFFSITE, restorePoints: DEFAULT_RESTORE_POINTS, uploads: DEFAULT_UPLOADS },
+  backup: { database: DEFAULT_BACKUP_SETTINGS, offsite: DEFAULT_OFFSITE, restorePoints: DEFAULT_RESTORE_POINTS, uploads: DEFAULT_UPLOADS, drill: DEFAULT_DRILL },
   notifications: DEFAULT_NOTIFICATIONS,
 };
 

@@ -30,6 +30,8 @@ export const DEFAULT_NOTIFICATIONS: NotificationSettings = {
 
 export const DEFAULT_RESTORE_POINTS = { keepLastAmount: 3 };
 export const DEFAULT_UPLOADS = { keepDays: 0 };
+/** Sundays at 04:00: after the nightly backup (02:00 by default), so the drill tests the newest. */
+export const DEFAULT_DRILL = { enabled: true, cronExpression: '0 4 * * 0' };
 
 const isWhole = (value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): value is number =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;

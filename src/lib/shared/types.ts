@@ -90,6 +90,13 @@ export interface QueueStatus {
   /** Bytes written so far by the running job. */
   progressBytes: number | null;
   lastRun: { result: 'success' | 'failed'; startedAt: string; durationMs: number; error: string | null; filename: string | null } | null;
+  /** A running restore drill: which backup, and what it does now. */
+  running?: { filename: string; startedAt: string; stage: string | null } | null;
+}
+
+export interface DrillSettings {
+  enabled: boolean;
+  cronExpression: string;
 }
 
 export interface BackupSettings {
@@ -152,6 +159,8 @@ export interface SystemConfig {
     restorePoints: { keepLastAmount: number };
     /** 0 keeps uploaded files until deleted by hand. */
     uploads: { keepDays: number };
+    /** The scheduled restore drill of the newest backup (weekly by default). */
+    drill: DrillSettings;
   };
   notifications: NotificationSettings;
 }

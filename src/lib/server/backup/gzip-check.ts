@@ -5,6 +5,8 @@ export interface GzipCheckOptions {
   sliceSize?: number;
   /** How many slices may wait for zlib before feed() asks its caller to wait: the memory bound. */
   maxSlices?: number;
+  /** Sees the decompressed text (an upload's manifest counts its rows); without it the output is dropped. */
+  onOutput?: (chunk: Buffer) => void;
 }
 
 const DEFAULT_SLICE = 1024 * 1024;
@@ -45,8 +47,9 @@ export class GzipCheck {
       });
       this.#gunzip.on('close', () => resolve(this.#failure ?? new Error('the gzip check was stopped')));
     });
-    // Flowing with no listener for the data: the output is dropped as it is made.
-    this.#gunzip.resume();
+    // Flowing: the output is shown to onOutput, or dropped, as it is made.
+    if (options.onOutput) this.#gunzip.on('data', options.onOutput);
+    else this.#gunzip.resume();
   }
 
   /** The error found so far, if any: once set, the archive is known to be broken. */

@@ -5,6 +5,14 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { BackupDrill, BackupManifestDto, BackupVerification } from '../../shared/types';
+import type { DumpStatsResult } from './dump-stats';
+
+/** What an upload's storage learnt while the file streamed in: its manifest's facts. */
+export interface UploadContents {
+  sha256: string;
+  size: number;
+  stats: DumpStatsResult;
+}
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 const FORMAT = 1;

@@ -18,7 +18,7 @@ const services = new WeakMap<Lifeboat, BackupUploadService>();
 export function uploadServiceFor(app: Lifeboat): BackupUploadService {
   let service = services.get(app);
   if (!service) {
-    service = new BackupUploadService(app.backups, app.storageRepository, new UploadRepository(), app.config.uploadMaxBytes);
+    service = new BackupUploadService(app.backups, app.storageRepository, new UploadRepository(), app.config.uploadMaxBytes, app.config.database.database);
     services.set(app, service);
   }
   return service;
@@ -77,7 +77,10 @@ async function upload(req: IncomingMessage, res: ServerResponse, app: Lifeboat):
   }
   if (!file) return sendError(res, badRequest(`No file: send the backup in the multipart field "${UPLOAD_FIELD}"`));
   try {
-    sendJson(res, 201, await service.accept(file.path, file.originalname, file.gzipError));
+    const accepted = await service.accept(file.path, file.originalname, file.gzipError, file.contents);
+    sendJson(res, 201, accepted);
+    // Read back from disk and verified, as every new backup is (the list shows the result).
+    app.verification.verify(accepted.filename).catch((error) => app.log(`Verification of ${accepted.filename} failed to run: ${(error as Error).message}`));
   } catch (error) {
     await discardAll();
     sendError(res, error);
@@ -90,7 +93,7 @@ function receive(req: IncomingMessage, service: BackupUploadService, temps: stri
       const path = service.tempPath();
       temps.push(path);
       return path;
-    }),
+    }, service.databaseName),
     limits: { fileSize: service.maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
     // Name and conflict are known from the part header: refuse before a byte is stored.
     fileFilter: (_req, file, callback) => {

@@ -4,11 +4,15 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type multer from 'multer';
 import { GzipCheck } from '../backup/gzip-check';
+import { DumpStats } from '../backup/dump-stats';
+import { FileDigest, type UploadContents } from '../backup/manifest';
 
-/** What the storage learnt while the file streamed in: null when the gzip was intact, the error otherwise. */
+/** What the storage learnt while the file streamed in: null when the gzip was intact, the error otherwise; and what its manifest records. */
 export interface GzipChecked {
   gzipError?: Error | null;
+  contents?: UploadContents;
 }
+
 
 // Dirty pages written out while the upload runs, so the fsync before the rename finds little left to do.
 const FLUSH_EVERY = 64 * 1024 * 1024;
@@ -18,15 +22,21 @@ const FLUSH_EVERY = 64 * 1024 * 1024;
  * disk at once: the check (on the thread pool) runs beside the transfer, not in front of
  * it, and holds the upload back only when it is more than its bounded queue behind.
  */
-function gzipTap(check: GzipCheck): Transform {
+function gzipTap(check: GzipCheck | null, digest: FileDigest, stats: DumpStats): Transform {
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      digest.update(chunk);
+      // A plain .sql upload is its own text.
+      if (!check) {
+        stats.write(chunk);
+        return callback(null, chunk);
+      }
       if (check.feed(chunk, () => callback())) return callback(null, chunk);
       this.push(chunk);
     },
     destroy(error, callback) {
       // Also called after a normal end (autoDestroy): only a failure stops the check.
-      if (error) check.destroy();
+      if (error) check?.destroy();
       callback(error);
     },
   });
@@ -55,7 +65,7 @@ function writeBehind(fd: number): Transform {
  * storage does, and checking a .gz file's whole gzip stream concurrently on the way; the
  * result is final when the file is.
  */
-export function checkingDiskStorage(nextPath: () => string): multer.StorageEngine {
+export function checkingDiskStorage(nextPath: () => string, databaseName: string): multer.StorageEngine {
   return {
     _handleFile(_req, file, callback) {
       (async () => {
@@ -63,16 +73,19 @@ export function checkingDiskStorage(nextPath: () => string): multer.StorageEngin
         const fd = await new Promise<number>((resolve, reject) => open(path, 'wx', 0o600, (error, fd) => (error ? reject(error) : resolve(fd))));
         const out = createWriteStream(path, { fd });
         const flush = writeBehind(fd);
-        const check = /\.gz$/i.test(file.originalname) ? new GzipCheck() : null;
+        // The manifest is learnt on the way: SHA-256 of the bytes, rows per table of the text.
+        const digest = new FileDigest();
+        const stats = new DumpStats(databaseName);
+        const check = /\.gz$/i.test(file.originalname) ? new GzipCheck({ onOutput: (chunk) => stats.write(chunk) }) : null;
         try {
-          if (check) await pipeline(file.stream, gzipTap(check), flush, out);
-          else await pipeline(file.stream, flush, out);
+          await pipeline(file.stream, gzipTap(check, digest, stats), flush, out);
         } catch (error) {
           check?.destroy();
           throw error;
         }
         const gzipError = check ? await check.finish() : undefined;
-        return { destination: dirname(path), filename: basename(path), path, size: out.bytesWritten, gzipError } as Partial<Express.Multer.File> & GzipChecked;
+        const contents: UploadContents = { sha256: digest.digest(), size: digest.size, stats: stats.end() };
+        return { destination: dirname(path), filename: basename(path), path, size: out.bytesWritten, gzipError, contents } as Partial<Express.Multer.File> & GzipChecked;
       })().then(
         (info) => callback(null, info),
         (error: Error) => callback(error),

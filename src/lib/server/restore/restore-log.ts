@@ -1,5 +1,11 @@
 import type { MaintenanceStatus, MaintenanceTask } from '../../shared/types';
-import type { MaintenanceService } from '../services/maintenance.service';
+
+/** Where a restore's lines and progress go: the maintenance status for a restore, the drill's own record for a restore drill. */
+export interface RestoreLogSink {
+  readonly status: MaintenanceStatus;
+  setStatus(patch: Partial<MaintenanceStatus>, logLine?: string): Promise<void>;
+  log(line: string): Promise<void>;
+}
 
 const PROGRESS_INTERVAL_MS = 250;
 
@@ -14,7 +20,7 @@ export class RestoreLog {
   private pending: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly maintenance: MaintenanceService,
+    private readonly maintenance: RestoreLogSink,
     private readonly echo: (line: string) => void,
   ) {}
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { isValidBackupName, parseBackupName, UPLOADED_PREFIX } from '../../shared/backup-name';
 import type { BackupFile } from '../../shared/types';
 import { InvalidDumpError, inspectDumpFile, verifyGzipFile } from '../backup/dump-sniff';
+import { newManifest, type UploadContents } from '../backup/manifest';
 import type { StorageRepository } from '../repositories/storage.repository';
 import type { UploadRepository } from '../repositories/upload.repository';
 import type { DatabaseBackupService } from './database-backup.service';
@@ -31,6 +32,8 @@ export class BackupUploadService {
     private readonly storage: StorageRepository,
     private readonly uploads: UploadRepository,
     readonly maxBytes: number,
+    /** The instance database: of a pg_dumpall upload, its section's rows go into the manifest. */
+    readonly databaseName: string,
   ) {}
 
   get folder(): string {
@@ -65,13 +68,14 @@ export class BackupUploadService {
    * `gzipError`: the result of decompressing the file while it streamed in (null: intact);
    * undefined when nobody did, and then the file is read again here.
    */
-  async accept(tempPath: string, originalName: unknown, gzipError?: Error | null): Promise<BackupFile> {
+  async accept(tempPath: string, originalName: unknown, gzipError?: Error | null, contents?: UploadContents): Promise<BackupFile> {
     try {
       const name = this.targetName(originalName);
       await this.checkContent(tempPath, name.endsWith('.gz'), gzipError);
       await this.storage.fsync(tempPath);
       if (!(await this.uploads.moveNoReplace(tempPath, join(this.folder, name)))) throw this.exists(name);
       await this.storage.fsyncDir(this.folder);
+      if (contents) await this.writeManifest(name, contents).catch(() => undefined);
       return await this.describe(name);
     } finally {
       await this.uploads.remove(tempPath);
@@ -96,6 +100,24 @@ export class BackupUploadService {
       postgresVersion: info.postgresVersion,
       kind: info.kind,
     };
+  }
+
+  /** What arrived, recorded beside it; the verification that follows reads the file back against it. */
+  private async writeManifest(name: string, contents: UploadContents): Promise<void> {
+    const info = parseBackupName(name);
+    await this.backups.manifests.write(
+      newManifest({
+        filename: name,
+        size: contents.size,
+        sha256: contents.sha256,
+        uncompressedSize: contents.stats.uncompressedSize,
+        appVersion: info.version,
+        postgresVersion: info.postgresVersion,
+        createdAt: new Date().toISOString(),
+        tables: contents.stats.tables,
+        source: 'upload',
+      }),
+    );
   }
 
   discard(tempPath: string): Promise<void> {

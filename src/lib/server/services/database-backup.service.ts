@@ -5,7 +5,7 @@ import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { DumpVersionCache } from '../backup/dump-version';
 import { DumpStats } from '../backup/dump-stats';
-import { FileDigest, newManifest } from '../backup/manifest';
+import { FileDigest, newManifest, NO_DRILL, UNVERIFIED } from '../backup/manifest';
 import { clientToolsFor } from '../db/pg-binaries';
 import type { DumpRepository } from '../repositories/dump.repository';
 import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
@@ -55,6 +55,8 @@ export class DatabaseBackupService {
 
   /** `<backup>.manifest.json` beside each backup. */
   readonly manifests: ManifestStore;
+  /** Which backup a restore drill of this process is restoring now (set by the app: see DrillService). */
+  runningDrill: () => string | null = () => null;
 
   /**
    * Makes one complete backup file, or none at all: on any failure the .tmp is removed. Its
@@ -179,6 +181,10 @@ export class DatabaseBackupService {
       const info = parseBackupName(filename);
       // A name without a version (uploads, hand-copied files): the dump's own migrations rows may tell.
       const fromContents = info.version ? null : await this.contentVersions.versionOf(path, stat);
+      const manifest = await this.manifests.read(filename);
+      let drill = manifest?.drill ?? NO_DRILL;
+      // Recorded as running by a process that stopped (or a drill that ended without a word): it did not finish.
+      if (drill.status === 'running' && this.runningDrill() !== filename) drill = { ...drill, status: 'failed', error: 'The drill was interrupted (Lifeboat stopped while it ran).' };
       files.push({
         filename,
         filesize: stat.size,
@@ -187,6 +193,8 @@ export class DatabaseBackupService {
         versionSource: info.version ? 'name' : fromContents ? 'contents' : null,
         postgresVersion: info.postgresVersion,
         kind: info.kind,
+        verification: manifest?.verification ?? UNVERIFIED,
+        drill,
       });
     }
     this.contentVersions.retain(new Set(names.map((name) => join(this.backupsFolder, name))));

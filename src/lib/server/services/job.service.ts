@@ -12,6 +12,8 @@ import type { SystemConfigService } from './system-config.service';
 import { isAlive } from '../process/pid';
 
 export const BACKUP_DATABASE = 'backup-database';
+/** Served by DrillService; listed here so Job Queues shows it beside the backups. */
+const RESTORE_DRILL_QUEUE = 'restore-drill';
 const QUEUES = [{ name: BACKUP_DATABASE, title: 'Backup Database' }] as const;
 export type JobName = (typeof QUEUES)[number]['name'];
 
@@ -31,7 +33,7 @@ type History = Record<string, QueueHistory>;
 export type JobTrigger = 'manual' | 'schedule';
 
 export interface StartedJob {
-  name: JobName;
+  name: JobName | typeof RESTORE_DRILL_QUEUE;
   startedAt: string;
   /** Settles when the job has finished (never rejects: failures are in the result). */
   done: Promise<LastRun>;
@@ -53,6 +55,8 @@ export interface JobServiceDeps {
   retention?: { run(options: { justMade: string }): Promise<unknown> };
   /** Told of each finished backup (off-site copy, alerts); never awaited, and its failures never touch the job. */
   onBackupFinished?: (result: LastRun) => void;
+  /** The "Restore Drill" queue: its status, and a drill of the newest backup on request. */
+  drills?: { queueStatus(): Promise<QueueStatus>; startNewest(): Promise<{ startedAt: string; done: Promise<unknown> }> };
 }
 
 /** Progress is pushed at most this often; starts and ends at once. */
@@ -108,11 +112,21 @@ export class JobService {
 
   async getStatuses(): Promise<QueueStatus[]> {
     await this.load();
+    if (this.deps.drills && !this.drillStatus) this.drillStatus = await this.deps.drills.queueStatus().catch(() => null);
     return this.snapshot();
   }
 
+  /** The drill queue's last known status (DrillService tells of each change: refreshDrills). */
+  private drillStatus: QueueStatus | null = null;
+
+  async refreshDrills(): Promise<void> {
+    if (!this.deps.drills) return;
+    this.drillStatus = await this.deps.drills.queueStatus().catch(() => this.drillStatus);
+    this.broadcast();
+  }
+
   private snapshot(): QueueStatus[] {
-    return QUEUES.map(({ name, title }) => {
+    const backups = QUEUES.map(({ name, title }) => {
       const queue = this.history[name] ?? emptyHistory();
       const active = this.running?.name === name;
       return {
@@ -126,6 +140,7 @@ export class JobService {
         lastRun: queue.lastRun,
       };
     });
+    return this.drillStatus ? [...backups, this.drillStatus] : backups;
   }
 
   /** The listener gets the current statuses at once, then every change. */
@@ -169,11 +184,17 @@ export class JobService {
 
   /** POST /api/jobs. Resolves once the job has started; 409 when a backup or restore already runs. */
   async create(name: unknown): Promise<StartedJob> {
+    if (name === RESTORE_DRILL_QUEUE && this.deps.drills) {
+      const { startedAt, done } = await this.deps.drills.startNewest();
+      return { name: RESTORE_DRILL_QUEUE, startedAt, done: done.then(() => this.drillStatus?.lastRun as LastRun) };
+    }
     if (!QUEUES.some((queue) => queue.name === name)) {
       throw badRequest(`Unknown job ${JSON.stringify(name ?? null)}: use {"name": "${BACKUP_DATABASE}"}.`);
     }
     await this.load();
     if (this.deps.maintenance.isActive()) throw new ServiceError(503, 'Server is in maintenance mode: jobs cannot start now.');
+    // A restore drill gives way to a backup.
+    await this.deps.lock.preempt();
     return this.start(name as JobName, 'manual');
   }
 
@@ -313,6 +334,7 @@ export class JobService {
     }
     let job: StartedJob;
     try {
+      await this.deps.lock.preempt();
       job = this.start(BACKUP_DATABASE, 'schedule');
     } catch (error) {
       // 409: a backup (manual or the previous scheduled one) or a restore is running.

@@ -3,14 +3,14 @@ import { join } from 'node:path';
 import { conflict } from './errors';
 import { isAlive } from '../process/pid';
 
-export type OperationName = 'backup' | 'restore';
+export type OperationName = 'backup' | 'restore' | 'drill';
 
 /**
  * The one lock for backups and restores: one at a time in this process, and, through a
  * lock file beside the maintenance state, one at a time with the command line too.
  */
 export class OperationLock {
-  private holder: { name: OperationName; startedAt: Date } | null = null;
+  private holder: { name: OperationName; startedAt: Date; preempt?: () => Promise<void> } | null = null;
 
   constructor(private readonly stateDir: string) {}
 
@@ -24,6 +24,8 @@ export class OperationLock {
 
   /** Runs fn under the lock, or throws 409 at once when another operation holds it. */
   async run<T>(name: OperationName, fn: () => Promise<T>): Promise<T> {
+    // A restore drill gives way to every other operation.
+    if (name !== 'drill') await this.preempt();
     const release = this.acquire(name);
     try {
       return await fn();
@@ -32,14 +34,21 @@ export class OperationLock {
     }
   }
 
-  acquire(name: OperationName): () => void {
-    if (this.holder) throw conflict(`A ${this.holder.name} is already running (started ${this.holder.startedAt.toISOString()}); wait for it to finish.`);
+  /** `preempt`: how a holder that gives way (a restore drill) is stopped when a backup or restore needs the lock. */
+  acquire(name: OperationName, preempt?: () => Promise<void>): () => void {
+    if (this.holder) throw conflict(`A ${this.holder.name === 'drill' ? 'restore drill' : this.holder.name} is already running (started ${this.holder.startedAt.toISOString()}); wait for it to finish.`);
     this.takeFile(name);
-    this.holder = { name, startedAt: new Date() };
+    this.holder = { name, startedAt: new Date(), preempt };
     return () => {
       this.holder = null;
       rmSync(this.file, { force: true });
     };
+  }
+
+  /** Stops a holder that gives way (a restore drill), so that a backup or restore can take the lock; waits until it let go. */
+  async preempt(): Promise<void> {
+    const holder = this.holder;
+    if (holder?.preempt) await holder.preempt();
   }
 
   private takeFile(name: OperationName): void {

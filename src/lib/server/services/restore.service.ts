@@ -114,6 +114,8 @@ export class RestoreService {
     // A failed restore reports its end a moment before it lets go of the lock (it closes its
     // file): a "restore the restore point" clicked at once waits for that rather than get 409.
     if (this.current && !this.host.maintenance.isRunning()) await this.current.done;
+    // A restore drill running now is cancelled (its scratch database dropped): the restore goes first.
+    await this.host.lock.preempt();
     const release = this.host.lock.acquire('restore');
     let entered: { token: string | null; wasActive: boolean };
     try {
@@ -129,6 +131,8 @@ export class RestoreService {
   /** The command line: the same restore, awaited; resolves with the final status. */
   async restore(dump: ValidatedDump, options: { by: string }): Promise<MaintenanceStatus> {
     const extensions = await this.precheck(dump);
+    // A restore drill running now is cancelled (its scratch database dropped): the restore goes first.
+    await this.host.lock.preempt();
     const release = this.host.lock.acquire('restore');
     let wasActive: boolean;
     try {
@@ -194,6 +198,14 @@ export class RestoreService {
    */
   private async precheck(dump: ValidatedDump): Promise<DumpExtension[]> {
     DumpLogin.precheck(this.host.config, this.host.db);
+    const verification = (await this.host.backups.manifests.read(dump.filename))?.verification;
+    if (verification?.status === 'corrupted') {
+      throw new ServiceError(
+        409,
+        `${dump.filename} cannot be restored: verification found it corrupted on ${verification.checkedAt} (${verification.error?.replace(/^The backup is corrupted: /, '') ?? 'no reason recorded'}). ` +
+          'Choose another backup, or fetch an intact copy (off-site) and verify it. Nothing was changed.',
+      );
+    }
     const pending = await this.replaced.read();
     if (pending) {
       const why = pending.error ? ` The last try failed: ${pending.error}. Fix that and restart Lifeboat (it tries again at start), or drop that database by hand if you do not need it.` : ' Try again in a moment.';

@@ -1,4 +1,4 @@
-import { DEFAULT_SYSTEM_CONFIG, validateBackupSettings } from '../../shared/cron-schedule';
+import { cronError, DEFAULT_SYSTEM_CONFIG, validateBackupSettings } from '../../shared/cron-schedule';
 import { describeProblems, validateEmail, validateKeep, validateOffsite, validateWebhook, type FieldProblem } from '../../shared/settings-rules';
 import type { SystemConfig } from '../../shared/types';
 import type { SystemMetadataRepository } from '../repositories/system-metadata.repository';
@@ -25,6 +25,7 @@ function merge(stored: unknown): SystemConfig {
       offsite: { ...d.backup.offsite, ...objectAt(stored, 'backup', 'offsite') },
       restorePoints: { ...d.backup.restorePoints, ...objectAt(stored, 'backup', 'restorePoints') },
       uploads: { ...d.backup.uploads, ...objectAt(stored, 'backup', 'uploads') },
+      drill: { ...d.backup.drill, ...objectAt(stored, 'backup', 'drill') },
     },
     notifications: {
       email: { ...d.notifications.email, ...objectAt(stored, 'notifications', 'email') },
@@ -94,6 +95,7 @@ export class SystemConfigService {
       offsite: section(input, 'backup.offsite', problems),
       restorePoints: section(input, 'backup.restorePoints', problems),
       uploads: section(input, 'backup.uploads', problems),
+      drill: section(input, 'backup.drill', problems),
       email: section(input, 'notifications.email', problems),
       webhook: section(input, 'notifications.webhook', problems),
     };
@@ -118,6 +120,11 @@ export class SystemConfigService {
     const uploadsProblem = validateKeep(uploads.keepDays, 'backup.uploads.keepDays', 0, 'Days to keep uploaded files (0 keeps them until deleted by hand)');
     if (uploadsProblem) problems.push(uploadsProblem);
 
+    const drill = { ...current.backup.drill, ...patch.drill };
+    if (typeof drill.enabled !== 'boolean') problems.push({ field: 'backup.drill.enabled', message: 'Weekly restore drill must be true or false.' });
+    const drillCron = cronError(drill.cronExpression);
+    if (drillCron) problems.push({ field: 'backup.drill.cronExpression', message: `Restore drill schedule: ${drillCron}` });
+
     if (problems.length || 'errors' in database || 'problems' in offsite || 'problems' in email || 'problems' in webhook) throw badRequest(describeProblems(problems));
     const next: SystemConfig = {
       backup: {
@@ -125,6 +132,7 @@ export class SystemConfigService {
         offsite: offsite.settings,
         restorePoints: { keepLastAmount: restorePoints.keepLastAmount },
         uploads: { keepDays: uploads.keepDays },
+        drill: { enabled: drill.enabled, cronExpression: String(drill.cronExpression).trim() },
       },
       notifications: { email: email.settings, webhook: webhook.settings },
     };

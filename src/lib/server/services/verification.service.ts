@@ -78,7 +78,9 @@ export class VerificationService {
       }
       const sha256 = digest.digest();
       const contents = stats.end();
-      const problem = readError ?? this.compare(manifest, sha256, digest.size) ?? (contents.complete ? null : 'it does not end with pg_dump\'s "dump complete" line: the file was cut short or edited');
+      // A changed file says most; what reading it found tells how badly.
+      const changed = this.compare(manifest, sha256, digest.size);
+      const problem = [changed, readError].filter(Boolean).join('; and ') || (contents.complete ? null : 'it does not end with pg_dump\'s "dump complete" line: the file was cut short or edited');
       const verification: BackupVerification = {
         status: problem ? 'corrupted' : 'verified',
         checkedAt: new Date().toISOString(),
