@@ -26,7 +26,7 @@ function email(overrides: Record<string, unknown> = {}) {
 
 async function runBackup() {
   const result = await (await instance.app.jobs.create(BACKUP_DATABASE)).done;
-  await instance.app.offsite.idle();
+  await instance.app.backgroundIdle();
   await instance.app.notifications.idle();
   return result;
 }

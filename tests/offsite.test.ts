@@ -25,7 +25,7 @@ async function backup(): Promise<string> {
   const job = await instance.app.jobs.create(BACKUP_DATABASE);
   const result = await job.done;
   expect(result.error).toBeNull();
-  await instance.app.offsite.idle();
+  await instance.app.backgroundIdle();
   return result.filename!;
 }
 
@@ -45,7 +45,8 @@ describe('off-site copies (real S3-compatible server)', () => {
   it('copies a backup to the bucket with the same SHA-256, stored beside it, and lists it as copied', async () => {
     const filename = await backup();
     const local = readFileSync(join(instance.app.backups.backupsFolder, filename));
-    expect(await s3.keys('lifeboat/')).toEqual([`lifeboat/${filename}`, `lifeboat/${filename}.sha256`]);
+    // The manifest goes with its backup.
+    expect(await s3.keys('lifeboat/')).toEqual([`lifeboat/${filename}`, `lifeboat/${filename}.manifest.json`, `lifeboat/${filename}.sha256`]);
     const remote = await s3.bytes(`lifeboat/${filename}`);
     expect(sha256(remote)).toBe(sha256(local));
     expect((await s3.bytes(`lifeboat/${filename}.sha256`)).toString()).toBe(`${sha256(local)}  ${filename}\n`);
@@ -65,7 +66,7 @@ describe('off-site copies (real S3-compatible server)', () => {
     const first = (await s3.keys('lifeboat/')).find((key) => /T\d{6}-v1\.1\.0-pg[\d.]+\.sql\.gz$/.test(key) && !key.includes('2024'))!;
     const filename = await backup();
     const keys = await s3.keys('lifeboat/');
-    expect(keys).toEqual([first, `${first}.sha256`, `lifeboat/${filename}`, `lifeboat/${filename}.sha256`, 'lifeboat/notes.txt'].sort());
+    expect(keys).toEqual([first, `${first}.manifest.json`, `${first}.sha256`, `lifeboat/${filename}`, `lifeboat/${filename}.manifest.json`, `lifeboat/${filename}.sha256`, 'lifeboat/notes.txt'].sort());
     expect(lines.filter((line) => line.startsWith('Off-site retention (keep 2) removed')).length).toBe(3);
   });
 

@@ -87,7 +87,7 @@ async function post(server: Server, body: FormData, headers: Record<string, stri
 
 /** Everything in backups/ but the folder marker: must stay empty after every refusal. */
 function backupFiles(server: Server): string[] {
-  return readdirSync(join(server.instance.uploadLocation, 'backups')).filter((name) => name !== '.immich');
+  return readdirSync(join(server.instance.uploadLocation, 'backups')).filter((name) => name !== '.immich' && !name.endsWith('.manifest.json'));
 }
 
 async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {

@@ -168,7 +168,8 @@ export class Lifeboat {
       logError,
       onBackupFinished: (result) => {
         if (result.result === 'success' && result.filename) {
-          void this.afterBackup(result.filename).catch((error) => logError(`After the backup ${result.filename}: ${(error as Error).message}`));
+          const after = this.afterBackup(result.filename).catch((error) => logError(`After the backup ${result.filename}: ${(error as Error).message}`));
+          this.afterBackups = this.afterBackups.then(() => after);
         } else if (result.result === 'failed') {
           this.notifications.notify({ type: 'backup-failed', title: 'Backup failed', message: `The database backup started at ${result.startedAt} failed: ${result.error}`, error: result.error });
         }
@@ -276,6 +277,13 @@ export class Lifeboat {
   }
 
   private lastFullVerification = 0;
+  private afterBackups: Promise<void> = Promise.resolve();
+
+  /** Resolves once the work that follows each backup (verification, then the off-site copy) is over. */
+  async backgroundIdle(): Promise<void> {
+    await this.afterBackups;
+    await this.offsite.idle();
+  }
 
   /**
    * A new backup is read back and verified before it is copied off-site (a corrupted one is not

@@ -92,8 +92,7 @@ export class StorageRepository {
   }
 
   /** Write-then-rename, so a crash never leaves half a file behind. */
-  async writeJsonAtomic(path: string, value: unknown): Promise<void> {
-    const tmp = `${path}.${process.pid}.tmp`;
+  async writeJsonAtomic(path: string, value: unknown, tmp = `${path}.${process.pid}.tmp`): Promise<void> {
     const handle = await open(tmp, 'w');
     try {
       await handle.writeFile(JSON.stringify(value, null, 2));

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { isValidBackupName } from '../../shared/backup-name';
 import { backupOfManifest, isManifestName, manifestName, parseManifest, type BackupManifest } from '../backup/manifest';
@@ -29,7 +30,8 @@ export class ManifestStore {
   }
 
   async write(manifest: BackupManifest): Promise<void> {
-    await this.storage.writeJsonAtomic(this.path(manifest.filename), manifest);
+    // A hidden temporary name: never taken for a backup or a manifest while it is written.
+    await this.storage.writeJsonAtomic(this.path(manifest.filename), manifest, join(this.folder, `.manifest-${randomBytes(6).toString('hex')}.tmp`));
   }
 
   /** Read, change and write one manifest, after any other update of it; nothing when there is none. */
