@@ -60,12 +60,23 @@ class DrillSink implements RestoreLogSink {
   status: MaintenanceStatus;
   readonly lines: string[] = [];
 
-  constructor(private readonly echo: (line: string) => void) {
+  private toldAt = 0;
+
+  constructor(
+    private readonly echo: (line: string) => void,
+    /** Told of a new stage, at most once a second (Job Queues shows it). */
+    private readonly onStage: () => void = () => undefined,
+  ) {
     this.status = { active: false, action: null, task: 'restore', progress: 0, error: null, backup: null, restorePoint: null, startedAt: null, finishedAt: null, log: [], stage: null, etaSeconds: null } as unknown as MaintenanceStatus;
   }
 
   async setStatus(patch: Partial<MaintenanceStatus>, logLine?: string): Promise<void> {
+    const stageChanged = patch.stage !== undefined && patch.stage !== this.status.stage;
     this.status = { ...this.status, ...patch };
+    if (stageChanged && Date.now() - this.toldAt >= 1000) {
+      this.toldAt = Date.now();
+      this.onStage();
+    }
     if (logLine) await this.log(logLine);
   }
 
@@ -116,7 +127,10 @@ export class DrillService {
     const controller = new AbortController();
     const release = this.deps.lock.acquire('drill', () => this.cancel('a restore or backup needs the database'));
     const startedAt = new Date();
-    const sink = new DrillSink((line) => this.deps.log(`Restore drill: ${line}`));
+    const sink = new DrillSink(
+      (line) => this.deps.log(`Restore drill: ${line}`),
+      () => this.deps.onChange?.(),
+    );
     const done = this.run(name, startedAt, controller.signal, sink).finally(() => {
       release();
       this.current = null;
