@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -115,6 +116,21 @@ describe('POST /api/admin/database-backups/upload', () => {
     expect(body).toMatchObject({ filename: 'uploaded-immich-db-backup-20250101T000000-v1.0.0-pg15.sql.gz', kind: 'uploaded', filesize: gz.length, version: '1.0.0' });
     const stored = join(server.instance.uploadLocation, 'backups', body.filename!);
     expect(readFileSync(stored).equals(gz)).toBe(true);
+  });
+
+  it('records the manifest while the file arrives (SHA-256, rows per table), then verifies it', async () => {
+    const { app } = server.instance;
+    const { filename } = await app.backups.createBackup();
+    const bytes = readFileSync(join(app.backups.backupsFolder, filename));
+    const { status, body } = await post(server, form('arrived.sql.gz', bytes));
+    expect(status).toBe(201);
+    const manifest = await app.backups.manifests.read(body.filename!);
+    expect(manifest).toMatchObject({ source: 'upload', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+    expect(manifest!.tables).toEqual((await app.backups.manifests.read(filename))!.tables);
+    expect(Object.keys(manifest!.tables)).toContain('public.users');
+    const verified = await app.verification.verify(body.filename!);
+    expect(verified).toMatchObject({ status: 'verified', sha256: manifest!.sha256 });
+    await app.backups.deleteBackups([filename, body.filename!]);
   });
 
   it('stores a large .sql.gz of several members byte for byte (checked while it streamed in)', async () => {
