@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceError } from '../src/lib/server/services/errors';
 import type { Lifeboat } from '../src/lib/server/app';
 import { startInstance, withClient, type TestInstance } from './helpers/pg';
-import { editDump, seed, snapshot } from './restore-helpers';
+import { editDump, finished, seed, snapshot } from './restore-helpers';
 
 const instances: TestInstance[] = [];
 afterEach(async () => {
@@ -154,7 +154,7 @@ describe('restore drills', () => {
     expect(drill.error).toMatch(/newer version/);
   });
 
-  it('a restore cancels a running drill, and a second drill is refused while one runs', async () => {
+  it('a backup cancels a running drill, and a second drill is refused while one runs', async () => {
     const { app, filename, instance } = await seeded(2000);
     const { done } = await app.drills.start(filename);
     await expect(app.drills.start(filename)).rejects.toMatchObject({ status: 409 });
@@ -162,6 +162,20 @@ describe('restore drills', () => {
     const drill = await done;
     expect(drill.status).toBe('failed');
     expect(drill.error).toMatch(/Cancelled/);
+    expect(await scratchDatabases(instance.database)).toEqual([]);
+  });
+
+  it('a restore started while a drill runs cancels it (scratch database dropped) and goes ahead', async () => {
+    const { app, filename, instance } = await seeded(2000);
+    const { done } = await app.drills.start(filename);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await app.restore.startRestore(filename, { by: 'test' });
+    const drill = await done;
+    expect(drill.status).toBe('failed');
+    expect(drill.error).toMatch(/Cancelled: a restore or backup needs the database/);
+    const status = await finished(app);
+    expect(status.task).toBe('done');
+    await app.restore.idle();
     expect(await scratchDatabases(instance.database)).toEqual([]);
   });
 
