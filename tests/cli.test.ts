@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,9 +102,12 @@ describe('command line on a stopped instance (embedded PostgreSQL, no web server
     const name = /Backup (immich-db-backup-\S+\.sql\.gz) written/.exec(made.stdout)?.[1];
     expect(name).toBeDefined();
 
+    // Read back and verified before the command ends.
+    expect(made.stdout).toContain('Verified: read back, its SHA-256 matches the manifest.');
     const list = await cli(['list'], env);
     expect(list.code).toBe(0);
     expect(list.stdout).toContain(name);
+    expect(list.stdout).toMatch(new RegExp(`verified\\s+-\\s+${name!.replace(/\./g, '\\.')}`));
     expect(list.stdout).toMatch(/restore-point\s+1\.1\.0 \(this version\)/);
 
     const app = await start();
@@ -115,8 +118,24 @@ describe('command line on a stopped instance (embedded PostgreSQL, no web server
     expect(end.code).toBe(0);
   });
 
+  it('verifies every backup and test-restores one; a corrupted backup fails verification with exit code 1', async () => {
+    const verified = await cli(['verify', '--all'], env);
+    expect(verified.stdout).toMatch(/^verified {3}/m);
+    expect(verified.code).toBe(0);
+    const drill = await cli(['drill', backup], env);
+    expect(drill.stdout).toMatch(/Restore drill passed/);
+    expect(drill.code).toBe(0);
+    const copy = join(env.UPLOAD_LOCATION, 'backups', 'uploaded-cut.sql.gz');
+    writeFileSync(copy, readFileSync(join(env.UPLOAD_LOCATION, 'backups', backup)).subarray(0, 2000));
+    const cut = await cli(['verify', 'uploaded-cut.sql.gz'], env);
+    expect(cut.stdout).toMatch(/CORRUPTED {2}uploaded-cut\.sql\.gz: The backup is corrupted/);
+    expect(cut.code).toBe(1);
+    rmSync(copy);
+    rmSync(`${copy}.manifest.json`);
+  });
+
   it('prints help for each command', async () => {
-    for (const command of ['backup', 'list', 'restore', 'maintenance']) {
+    for (const command of ['backup', 'list', 'restore', 'maintenance', 'verify', 'drill']) {
       const result = await cli([command, '--help'], env);
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`^Usage: npm run cli -- ${command}`));

@@ -37,8 +37,11 @@ export async function backupCommand(argv: string[]): Promise<number> {
     }
     const file = (await app.backups.listBackups()).find((backup) => backup.filename === result.filename);
     console.log(`Backup ${result.filename} written (${formatBytes(file?.filesize ?? 0)} in ${(result.durationMs / 1000).toFixed(1)} s) to ${app.backups.backupsFolder}`);
-    // The off-site copy runs in the background in the server; here it is awaited, or shutdown would cancel it.
-    await app.offsite.idle();
+    // Verification and then the off-site copy run in the background in the server; here they are awaited, or shutdown would cancel them.
+    await app.backgroundIdle();
+    const verification = (await app.backups.listBackups()).find((backup) => backup.filename === result.filename)?.verification;
+    if (verification?.status === 'verified') console.log('Verified: read back, its SHA-256 matches the manifest.');
+    else if (verification?.status === 'corrupted') console.error(`Verification FAILED: ${verification.error}`);
     const offsite = (await app.offsite.listBackups()).find((backup) => backup.filename === result.filename)?.offsite;
     if (offsite?.status === 'copied') console.log('Copied off-site.');
     else if (offsite?.status === 'failed') console.error(`The off-site copy failed: ${offsite.error}`);

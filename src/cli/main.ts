@@ -5,6 +5,7 @@ import { EXIT, UsageError, describeError } from './app';
 import { listCommand } from './list';
 import { maintenanceCommand } from './maintenance';
 import { restoreCommand } from './restore';
+import { drillCommand, verifyCommand } from './trust';
 
 const HELP = `Usage: npm run cli -- <command> [options]
 
@@ -12,6 +13,8 @@ Commands:
   backup                   make a database backup now (then apply retention)
   list                     list the backups in UPLOAD_LOCATION/backups
   restore <file> [--yes]   restore a backup: restore point, migrations, health check, rollback
+  verify <file> | --all    check backups against their manifests (SHA-256, whole gzip, end line)
+  drill <file>             test-restore a backup into a scratch database, then drop it
   maintenance end          leave maintenance mode
 
 "npm run cli -- <command> --help" explains each one. The environment is the web
@@ -24,6 +27,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   list: listCommand,
   restore: restoreCommand,
   maintenance: maintenanceCommand,
+  verify: verifyCommand,
+  drill: drillCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
