@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKUP_DATABASE } from '../src/lib/server/services/job.service';
 import { seedLibrary } from './helpers/backup-seed';
@@ -131,6 +131,27 @@ describe('alerts by email and webhook (real SMTP server and HTTP receiver)', () 
     expect(badUrl.results[0]).toMatchObject({ channel: 'webhook', ok: false, message: expect.stringMatching(/ECONNREFUSED|fetch failed/) });
     const incomplete = await instance.app.notifications.test({ channel: 'email', notifications: { email: { host: '' } } });
     expect(incomplete.results[0].message).toMatch(/notifications\.email\.host/);
+  });
+
+  it('a backup found corrupted raises the verification alert by email and webhook, as a failed backup does', async () => {
+    hook.hooks.length = 0;
+    smtp.mails.length = 0;
+    const [backup] = (await instance.app.backups.listBackups()).filter((file) => file.kind === 'routine');
+    const path = `${instance.app.backups.backupsFolder}/${backup.filename}`;
+    const bytes = readFileSync(path);
+    try {
+      const damaged = Buffer.from(bytes);
+      damaged[Math.floor(damaged.length / 2)] ^= 0xff;
+      writeFileSync(path, damaged);
+      expect((await instance.app.verification.verify(backup.filename)).status).toBe('corrupted');
+      await instance.app.notifications.idle();
+      const received = hook.hooks.find((entry) => entry.json.event === 'verification-failed');
+      expect(received?.json).toMatchObject({ filename: backup.filename, error: expect.stringMatching(/SHA-256/) });
+      expect(smtp.mails.some((mail) => /verification/i.test(mail.subject) && mail.body.includes(backup.filename))).toBe(true);
+    } finally {
+      writeFileSync(path, bytes);
+    }
+    expect((await instance.app.verification.verify(backup.filename)).status).toBe('verified');
   });
 
   it('a restore that finishes sends the "Restore finished" alert', async () => {
