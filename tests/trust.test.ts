@@ -179,6 +179,18 @@ describe('restore drills', () => {
     expect(await scratchDatabases(instance.database)).toEqual([]);
   });
 
+  it('a scratch database left by a killed drill is dropped at the next start, unless another process holds the lock', async () => {
+    const { app, instance } = await seeded(5);
+    await withClient('postgres', (client) => client.query(`CREATE DATABASE "${app.drills.scratchDatabase}"`));
+    // Another process (the web server) holds the operation lock: its drill is left alone.
+    const release = app.lock.acquire('drill');
+    await app.drills.removeLeftover();
+    expect(await scratchDatabases(instance.database)).toEqual([app.drills.scratchDatabase]);
+    release();
+    await app.drills.removeLeftover();
+    expect(await scratchDatabases(instance.database)).toEqual([]);
+  });
+
   it('a drill compares rows with the manifest', async () => {
     const { app, filename } = await seeded(20);
     await app.backups.manifests.update(filename, (m) => ({ ...m, tables: { ...m.tables, 'public.assets': 21 } }));

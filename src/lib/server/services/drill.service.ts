@@ -142,6 +142,22 @@ export class DrillService {
     return { filename: name, startedAt: startedAt.toISOString(), done };
   }
 
+  /**
+   * At start: a scratch database left by a drill that was killed is dropped (it belongs to the
+   * restore role, which the next restore must be able to replace). Only when no process holds the
+   * operation lock: a web server's drill is never touched by a command line starting beside it.
+   */
+  async removeLeftover(): Promise<void> {
+    const admin = this.deps.db.admin ?? this.deps.db.connection;
+    await this.deps.lock
+      .run('drill', async () => {
+        if (!(await this.deps.restoreRepository.databaseExists(admin, this.scratchDatabase))) return;
+        await this.deps.restoreRepository.dropDatabase(admin, this.scratchDatabase);
+        this.deps.log(`Dropped the scratch database "${this.scratchDatabase}" of a restore drill that was interrupted`);
+      })
+      .catch(() => undefined);
+  }
+
   /** Stops a running drill (its scratch database dropped) and waits for it. */
   async cancel(reason: string): Promise<void> {
     const current = this.current;
