@@ -13,7 +13,14 @@ import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/ps
 import { tokenize } from '../dump-filter/statement-rules';
 import { nameParts } from '../restore/post-data-plan';
 
-const END_MARKER = /--\s*PostgreSQL database (cluster )?dump complete/;
+/**
+ * pg_dump's (or pg_dumpall's) last lines: the marker, its closing "--", and from 17.6/16.10/15.14 on
+ * an `\unrestrict` line; nothing but blank lines after them. Anchored at the end: the same words
+ * in a row's data near the end of a file cut short are not the end.
+ */
+const END_MARKER = /(^|\n)--[ \t]*PostgreSQL database (cluster )?dump complete[ \t]*\r?\n(--[ \t]*\r?\n)?(\s*\\unrestrict[ \t]+\S+[ \t]*(\r?\n)?)?\s*$/;
+/** A row longer than this of a visited table is counted but not visited: memory stays bounded on a hostile file. */
+const VISIT_LIMIT = 1024 * 1024;
 const TAIL_BYTES = 4096;
 const LF = 10;
 
@@ -34,6 +41,8 @@ export interface DumpStatsResult {
   complete: boolean;
   /** A pg_dumpall file (only the instance database's section counted). */
   cluster: boolean;
+  /** Rows of visited tables too long to visit (counted in `tables` all the same). */
+  skippedRows: number;
 }
 
 /** `COPY schema.table (a, b) FROM stdin;` → its table and columns; null when it does not read as one. */
@@ -66,6 +75,12 @@ export class DumpStats implements LexerSink {
   private visit: ((line: Buffer) => void) | null = null;
   /** A row split over two chunks (only kept for a visited table). */
   private partial: Buffer[] = [];
+  private partialBytes = 0;
+  /** The row being read is over VISIT_LIMIT: its bytes are dropped until its line ends. */
+  private oversized = false;
+  private skippedRows = 0;
+  /** The lexer saw pg_dump's end line as a comment (not inside data or a statement), and nothing but "--" and `\unrestrict` after it. */
+  private endSeen = false;
   private ended = false;
   private failure: Error | null = null;
 
@@ -108,8 +123,10 @@ export class DumpStats implements LexerSink {
     return {
       uncompressedSize: this.bytes,
       tables: Object.fromEntries(this.tables),
-      complete: END_MARKER.test(this.tail.toString('latin1')),
+      // Read through the lexer, the end line must also have been a comment where psql would see one.
+      complete: END_MARKER.test(this.tail.toString('latin1')) && (!this.rows || this.failure !== null || this.endSeen),
       cluster: this.sections.cluster,
+      skippedRows: this.skippedRows,
     };
   }
 
@@ -125,7 +142,14 @@ export class DumpStats implements LexerSink {
       if (this.visit) this.line(bytes.subarray(from, nl));
       from = nl + 1;
     }
-    if (this.visit && from < bytes.length) this.partial.push(Buffer.from(bytes.subarray(from)));
+    if (this.visit && from < bytes.length && !this.oversized) {
+      this.partialBytes += bytes.length - from;
+      if (this.partialBytes > VISIT_LIMIT) {
+        this.oversized = true;
+        this.partial = [];
+        this.partialBytes = 0;
+      } else this.partial.push(Buffer.from(bytes.subarray(from)));
+    }
   }
 
   wants(firstWord: string): boolean {
@@ -133,6 +157,7 @@ export class DumpStats implements LexerSink {
   }
 
   statement(text: Buffer, info: StatementInfo): void {
+    this.endSeen = false;
     this.sections.statementSeen();
     if (!this.sections.keep) {
       if (info.firstWord === 'drop') this.listDatabase(text);
@@ -144,19 +169,25 @@ export class DumpStats implements LexerSink {
 
   metaLine(line: Buffer): void {
     const m = /^\\(connect|c|restrict|unrestrict)(?:[ \t]+(.*))?$/s.exec(line.toString('utf8'));
+    if (m?.[1] !== 'unrestrict') this.endSeen = false;
     if (m?.[1] === 'connect' || m?.[1] === 'c') this.sections.connect(connectTarget(m[2] ?? ''));
     else if (!m) this.sections.statementSeen();
   }
 
   commentLine(head: string): void {
     this.sections.commentLine(head);
+    if (/^--[ \t]*PostgreSQL database (cluster )?dump complete[ \t]*$/.test(head)) this.endSeen = true;
+    else if (!/^--[ \t]*$/.test(head)) this.endSeen = false;
   }
 
   copy(started: boolean): void {
+    this.endSeen = false;
     if (started) {
       this.inCopy = true;
       this.lines = 0;
       this.partial = [];
+      this.partialBytes = 0;
+      this.oversized = false;
       this.visit = this.block ? (this.rowVisitor?.(this.block) ?? null) : null;
       return;
     }
@@ -171,10 +202,18 @@ export class DumpStats implements LexerSink {
   }
 
   private line(piece: Buffer): void {
+    if (this.oversized || (this.partialBytes > 0 && this.partialBytes + piece.length > VISIT_LIMIT)) {
+      this.oversized = false;
+      this.partial = [];
+      this.partialBytes = 0;
+      this.skippedRows++;
+      return;
+    }
     let line = piece;
     if (this.partial.length) {
       line = Buffer.concat([...this.partial, piece]);
       this.partial = [];
+      this.partialBytes = 0;
     }
     if (line.length && line[line.length - 1] === 13) line = line.subarray(0, -1);
     // The end-of-data line: not a row.

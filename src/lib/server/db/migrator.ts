@@ -48,11 +48,12 @@ export async function migrate(
 ): Promise<string[]> {
   const migrations = options.migrations ?? knownMigrations;
   // The web server and the command line may start at the same moment: one migrates, the other waits.
-  await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+  // Qualified and typed: a restored database may define its own public.pg_advisory_lock(text).
+  await client.query('SELECT pg_catalog.pg_advisory_lock($1::bigint)', [MIGRATION_LOCK]);
   try {
     return await migrateLocked(client, migrations, options);
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await client.query('SELECT pg_catalog.pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK]).catch(() => undefined);
   }
 }
 

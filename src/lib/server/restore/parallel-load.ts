@@ -34,6 +34,8 @@ export interface ParallelLoadOptions {
   /** Emptied before and removed after the load. */
   spoolFolder: string;
   onProgress?: (progress: LoadProgress) => void;
+  /** Sees the file's bytes as they are read (a drill hashes what it loads). */
+  onFileChunk?: (chunk: Buffer) => void;
 }
 
 export interface ParallelLoadResult {
@@ -241,7 +243,7 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
         : createReadStream(dump.path, { highWaterMark: 1024 * 1024 });
       const reading = pipeline(
         input,
-        bytesCounter((total) => (compressedRead = total)),
+        bytesCounter((total) => (compressedRead = total), options.onFileChunk),
         dump.compressed ? createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough(),
         bytesCounter((total) => (textRead = total)),
         endMarkerCheck(),

@@ -6,6 +6,7 @@ import { formatDuration } from '../../shared/format';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { derivedNameBase } from '../db/roles';
+import { FileDigest } from '../backup/manifest';
 import { SchemaTooNewError } from '../db/migrator';
 import type { DrillRepository } from '../repositories/drill.repository';
 import { prelude, type RestoreRepository } from '../repositories/restore.repository';
@@ -274,10 +275,16 @@ export class DrillService {
     };
 
     await log.task('restore', `Checking ${filename}`);
+    // Only the administrator can make the throwaway role the dump, the row count, the migrations
+    // and the health check run as: the app's own role owns the live database, which a hostile dump
+    // run as it could change.
+    if (!db.admin) throw new Error('a restore drill needs the database administrator (the embedded cluster, or a superuser given by DB_URL), to run the backup as a throwaway role with no rights on the live database');
     let verification = (await this.deps.backups.manifests.read(filename))?.verification;
     if (!verification || verification.status !== 'verified') verification = await this.deps.verification.verify(filename);
     if (verification.status === 'corrupted') throw new Error(verification.error ?? 'the backup is corrupted');
     const manifest = await this.deps.backups.manifests.read(filename);
+    // What is loaded is hashed on the way: the drill vouches for the bytes that were verified, not for a file replaced since.
+    const loaded = new FileDigest();
     const dump: ValidatedDump = await validateBackup(this.deps.backups, repository, filename);
     const extensions = await checkExtensions(repository, admin, dump);
     check();
@@ -310,6 +317,7 @@ export class DrillService {
           jobs: Math.max(1, config.restoreJobs),
           spoolFolder: join(this.deps.stateDir, 'drill-spool'),
           onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
+          onFileChunk: (chunk) => loaded.update(chunk),
         });
         await log.info(`Loaded ${result.tables} table(s) and ${result.postDataUnits} index, constraint and other step(s) in ${formatDuration(Date.now() - started)}`);
       } finally {
@@ -317,10 +325,18 @@ export class DrillService {
       }
       await checkInstalledExtensions(repository, admin, scratch);
       check();
+      const sha256 = loaded.digest();
+      if (manifest && sha256 !== manifest.sha256) {
+        // Verified again now: the list and the alerts say it is corrupted.
+        await this.deps.verification.verify(filename);
+        throw new Error(`the file changed since it was verified: the bytes loaded have the SHA-256 ${sha256}, its manifest says ${manifest.sha256}`);
+      }
 
+      // As the drill's restore role from here on: the scratch database's objects are the dump's.
+      const asRestoreRole = verified.connection;
       // Rows before migrations: what the backup holds.
       if (manifest && Object.keys(manifest.tables).length) {
-        const counts = await this.deps.repository.countRows(admin, scratch, Object.keys(manifest.tables));
+        const counts = await this.deps.repository.countRows(asRestoreRole, scratch, Object.keys(manifest.tables));
         const wrong = Object.entries(manifest.tables).filter(([table, rows]) => counts[table] !== rows);
         if (wrong.length) {
           throw new Error(
@@ -333,10 +349,10 @@ export class DrillService {
         await log.info(`Rows match the manifest in all ${Object.keys(manifest.tables).length} table(s)`);
       }
 
+      // No hand-over to the app's role (a real restore's last step): the scratch database is dropped anyway.
       await log.task('migrations', 'Running migrations on the scratch database');
-      if (facts && db.admin) await login.handOver(scratch, facts.owner, await repository.databaseProperties(db.admin, db.connection.database));
       try {
-        const ran = await this.deps.repository.migrate(db.connection, scratch);
+        const ran = await this.deps.repository.migrate(asRestoreRole, scratch);
         await log.info(ran.length ? `Applied ${ran.length} migration(s): ${ran.join(', ')}` : 'The schema is already at this version: no migration needed');
       } catch (cause) {
         if (cause instanceof SchemaTooNewError) throw new NewerBackupError(cause);
@@ -344,7 +360,7 @@ export class DrillService {
       }
       check();
       await log.task('health', 'Health check');
-      const { state, hasAdmin } = await this.deps.repository.health(db.connection, scratch);
+      const { state, hasAdmin } = await this.deps.repository.health(asRestoreRole, scratch);
       if (state.pending.length) throw new Error(`the schema is not at this version after migrations: ${state.pending.map((m) => m.name).join(', ')} did not run`);
       if (!hasAdmin) throw new Error('the backup has no admin user, so nobody could sign in to the restored instance');
       await log.info(`Health check passed: the schema is at ${state.version ?? 'none'} (Lifeboat ${APP_VERSION}), an admin exists`);
