@@ -15,7 +15,8 @@ import { afterHeader, dumpText, MarkerFolder, restoreRoleLeft, serverState } fro
  * copied into UPLOAD_LOCATION/backups, an off-site copy) and nothing else.
  *
  * A test whose name starts with "DEFECT:" fails today: it asserts the safe outcome that the code
- * does not give yet (see the comment on each). The other tests document defences that hold.
+ * does not give yet (see the comment on each). The other tests document defences that hold; those
+ * that say "was:" were defects this review found, since fixed.
  *
  * One instance serves every case; each case restores what it changed.
  */
@@ -108,7 +109,7 @@ async function adminsLoadedBy(sql: Buffer): Promise<{ users: number; admins: str
 
 describe('restore drills: the untrusted dump against the roles that look at the scratch database', () => {
   it(
-    'DEFECT: the drill counts rows as the superuser in the scratch database, so a view the dump put in place of a table runs its function as superuser (COPY TO PROGRAM)',
+    'a view the dump puts in place of a table is not counted (nor run) by the drill, which counts as the restore role: no program runs (was: counted as the superuser)',
     async () => {
       // drill.repository.ts countRows() connects with `admin` (drill.service.ts: `countRows(admin, scratch, …)`, admin = db.admin,
       // the superuser) to the database the dump just made, and runs `SELECT count(*) FROM <table>` for every table of the
@@ -140,7 +141,7 @@ CREATE VIEW public.albums AS SELECT * FROM public.albums_data WHERE public.lb_co
   );
 
   it(
-    "DEFECT: the drill's superuser row count takes the scratch database's own search_path, so the dump's public.to_regclass(text) runs as superuser",
+    "the scratch database's own search_path and a public.to_regclass(text) of the dump do not reach the drill's row count (was: run as the superuser)",
     async () => {
       // The same client as above has no `options` (withAdmin() in db/roles.ts pins search_path=pg_catalog; drill.repository.ts
       // withClient() does not), and the scratch database is owned by the restore role while the dump loads, so a DO block can
@@ -172,7 +173,7 @@ DO $d$ BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %I SET search_path = publ
   );
 
   it(
-    "DEFECT: the drill's migrations run as the app's role in the dump's database, so a shadowing function changes the LIVE database and the app's role",
+    "a shadowing function of the dump does not change the LIVE database or the app's role: the drill's migrations run as the restore role (was: as the app's role)",
     async () => {
       // drill.service.ts hands the scratch database's objects to the owner role (login.handOver) and then runs
       // `this.deps.repository.migrate(db.connection, scratch)`: the app's own role, which owns the live database. The
@@ -244,7 +245,7 @@ END $d$;
 
 describe('verification and the manifest', () => {
   it(
-    'DEFECT: a drill trusts a cached "verified" and passes a file whose bytes changed since, and the list keeps calling it verified',
+    'a file whose bytes changed since it was verified fails its drill, and is verified again (corrupted)',
     async () => {
       // drill.service.ts drill(): `verification = manifest.verification; if (!verification || status !== 'verified') verify(...)`:
       // a verified manifest is never checked against the file again before the load. A backup replaced by an altered one
@@ -263,7 +264,7 @@ describe('verification and the manifest', () => {
     120_000,
   );
 
-  it('DEFECT: verification calls a cut-short file "verified" when pg_dump\'s end line appears anywhere in its last 4 KB (here: in a user\'s name)', async () => {
+  it('a cut-short file whose last 4 KB hold pg_dump\'s end line in a user\'s name is not "verified": the end line must end the dump', async () => {
     // backup/dump-stats.ts result(): `complete: END_MARKER.test(this.tail…)` over the last 4096 bytes, unanchored. A file
     // cut short a few rows after a value holding that text (an album title, a user's name) has no manifest yet (hand-copied,
     // off-site copy) and is verified on trust: it gets a manifest and "verified", although it is missing its end, the rest of
@@ -384,7 +385,7 @@ describe('memory: a small file that inflates to one huge row', () => {
     expect(growth).toBeLessThan(96);
   }, 120_000);
 
-  it(`DEFECT: the preview of it keeps the whole ${ROW_MB} MB row in memory, so a few hundred KB of upload exhaust the app's memory`, async () => {
+  it(`the preview of it stays within bounded memory (a row over 1 MiB is counted, not kept)`, async () => {
     // backup/dump-stats.ts text(): for a visited table (users, assets, migrations) a row without its line end is kept in
     // `this.partial` chunk after chunk, unbounded, then Buffer.concat'ed in line(). A row longer than the few fields wanted
     // need not be kept: cap a visited row (e.g. 1 MB, then skip to its line end and count it) or split fields as they stream.
