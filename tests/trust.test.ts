@@ -86,6 +86,21 @@ describe('manifests and verification', () => {
     expect(await snapshot(app.db)).toEqual(before);
   });
 
+  it('a verified backup changed afterwards is not swapped in: the restore hashes what it loads, fails and changes nothing', async () => {
+    const { app, filename, instance } = await seeded(50);
+    expect((await app.verification.verify(filename)).status).toBe('verified');
+    const before = await snapshot(app.db);
+    // Rewritten with the same contents: still a good dump, but not the bytes its manifest describes.
+    editDump(app, filename, filename, (sql) => sql.replace('-- PostgreSQL database dump\n', '-- PostgreSQL database dump (edited)\n'));
+    await app.restore.startRestore(filename, { by: 'test' });
+    const status = await finished(app);
+    expect(status.task).toBe('error');
+    expect(status.error).toMatch(/not the file its manifest describes/);
+    await app.maintenance.end();
+    expect(await snapshot(app.db)).toEqual(before);
+    expect((await withClient('postgres', (client) => client.query("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${instance.database}__lifeboat%`]))).rows).toEqual([]);
+  });
+
   it('a file without a manifest gets one on its first verification; a cut-short one is corrupted', async () => {
     const { app, filename } = await seeded(30);
     const cut = 'uploaded-cut.sql.gz';

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes, formatDuration } from '../../shared/format';
+import { FileDigest } from '../backup/manifest';
 import type { MaintenanceStatus } from '../../shared/types';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
@@ -430,13 +431,20 @@ export class RestoreService {
     const jobs = limit > 0 ? Math.min(config.restoreJobs, limit) : config.restoreJobs;
     if (!prepared.staged || jobs < 2) return loadDump(steps, dump, log, prepared.target, { signal, file });
     const started = Date.now();
+    // The bytes loaded are hashed on the way: a file changed since its manifest was written is not swapped in.
+    const manifest = await this.host.backups.manifests.read(dump.filename);
+    const loaded = new FileDigest();
     const result = await loadDumpParallel(steps, dump, log, prepared.target, {
       signal,
       file,
       jobs,
       spoolFolder: this.spoolFolder,
       onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
+      onFileChunk: manifest ? (chunk) => loaded.update(chunk) : undefined,
     });
+    if (manifest && (loaded.size !== manifest.size || loaded.digest() !== manifest.sha256)) {
+      throw new Error(`${dump.filename} is not the file its manifest describes (its SHA-256 or size differ from when it was written): it was changed or damaged since. Verify it to see more`);
+    }
     const spool = result.spoolPeakBytes ? `, up to ${formatBytes(result.spoolPeakBytes)} read ahead to disk` : '';
     await log.info(`Loaded ${result.tables} table(s), then ${result.postDataUnits} index, constraint and other step(s), on ${jobs} connections in ${formatDuration(Date.now() - started)}${spool}`);
   }
