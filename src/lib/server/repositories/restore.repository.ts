@@ -154,12 +154,12 @@ function psqlInput(stdin: NodeJS.WritableStream & { destroyed?: boolean }, first
 }
 
 /** psql reading SQL on stdin, stopping at the first error; the caller writes `\restrict` first. */
-function startRestorePsql(options: { psql: string; connection: ConnectionOptions; signal?: AbortSignal; timeoutMs?: number }) {
+function startRestorePsql(options: { psql: string; connection: ConnectionOptions; signal?: AbortSignal; timeoutMs?: number; output?: boolean }) {
   // "-f -" rather than plain stdin: psql then names the line of an error.
   const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
   const psql = startChild(options.psql, args, {
     env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
-    stdio: ['pipe', 'ignore', 'pipe'],
+    stdio: ['pipe', options.output ? 'pipe' : 'ignore', 'pipe'],
     signal: options.signal,
     timeoutMs: options.timeoutMs,
   });
@@ -171,6 +171,12 @@ function startRestorePsql(options: { psql: string; connection: ConnectionOptions
 export interface PsqlSession {
   /** Resolves when psql took the bytes (backpressure); rejects once psql stopped reading. */
   write(chunk: Buffer | string): Promise<void>;
+  /**
+   * The text value of an SQL expression, run where the session's input has got to (a session
+   * started with `answers`). Null when psql stops first, or when no answer comes within
+   * `waitMs` (psql may be inside a string the input opened, waiting for more).
+   */
+  answer(expression: string, waitMs: number): Promise<string | null>;
   /** Ends the input and waits for psql to finish it. */
   end(): Promise<void>;
   done: Promise<void>;
@@ -232,18 +238,43 @@ export class RestoreRepository {
    * One psql in restricted mode (its key written first, unknown to the input) for a part of a
    * parallel load: the caller writes the part and ends it. Rejects with the error psql stopped on.
    */
-  startPsqlSession(options: { psql: string; connection: ConnectionOptions; part: string; signal?: AbortSignal; timeoutMs?: number }): PsqlSession {
-    const psql = startRestorePsql(options);
+  startPsqlSession(options: { psql: string; connection: ConnectionOptions; part: string; signal?: AbortSignal; timeoutMs?: number; answers?: boolean }): PsqlSession {
+    const psql = startRestorePsql({ ...options, output: options.answers });
     const stdin = psql.child.stdin!;
-    const write = (chunk: Buffer | string): Promise<void> =>
-      new Promise((resolve, reject) => {
-        if (stdin.destroyed || stdin.writableEnded) return reject(new PsqlInputClosed());
-        if (stdin.write(chunk)) return resolve();
-        const onDrain = () => (stdin.removeListener('close', onClose), resolve());
-        const onClose = () => (stdin.removeListener('drain', onDrain), reject(new PsqlInputClosed()));
-        stdin.once('drain', onDrain);
-        stdin.once('close', onClose);
-      });
+    // What the session prints is read (and dropped) line by line, looking for the answer awaited now.
+    let awaited: { tag: string; resolve: (value: string | null) => void } | null = null;
+    let line = '';
+    const stdout = psql.child.stdout;
+    stdout?.setEncoding('latin1');
+    stdout?.on('data', (text: string) => {
+      const lines = (line + text).split('\n');
+      line = lines.pop()!.slice(-4096);
+      if (!awaited) return;
+      for (const printed of lines) {
+        const at = printed.indexOf(awaited.tag);
+        if (at === -1) continue;
+        awaited.resolve(printed.slice(at + awaited.tag.length).trim());
+        awaited = null;
+        return;
+      }
+    });
+    // psql reads from a socket buffer of a few hundred KiB, a few milliseconds of COPY: more is queued here, so that
+    // psql does not wait on this process between two writes (a spool read, a lexer pass, a garbage collection).
+    let wake: (() => void) | null = null;
+    const flushed = () => {
+      const resolve = wake;
+      wake = null;
+      resolve?.();
+    };
+    stdin.on('close', flushed);
+    const write = async (chunk: Buffer | string): Promise<void> => {
+      if (stdin.destroyed || stdin.writableEnded) throw new PsqlInputClosed();
+      stdin.write(chunk, flushed);
+      while (stdin.writableLength > SESSION_QUEUE_BYTES) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        if (stdin.destroyed) throw new PsqlInputClosed();
+      }
+    };
     const done = psql.done.catch((error: ChildProcessError) => {
       // Killed (by us, or a timeout): no exit code. An exit code is psql's own verdict, even if the load was stopping meanwhile.
       if (error.exitCode === null) throw error;
@@ -252,10 +283,32 @@ export class RestoreRepository {
     done.catch(() => undefined);
     const first = write(`\\restrict ${randomBytes(24).toString('hex')}\n`);
     first.catch(() => undefined);
+    done.then(
+      () => awaited?.resolve(null),
+      () => awaited?.resolve(null),
+    );
     return {
       write: async (chunk) => {
         await first;
         await write(chunk);
+      },
+      answer: async (expression, waitMs) => {
+        if (!stdout) throw new Error('This psql session was started without answers');
+        // A random tag: nothing the dump printed on this connection can pass for the answer.
+        const tag = `lifeboat-${randomBytes(8).toString('hex')}=`;
+        let timer: NodeJS.Timeout | undefined;
+        const value = new Promise<string | null>((resolve) => {
+          awaited = { tag, resolve };
+          timer = setTimeout(() => resolve(null), waitMs);
+        });
+        await first;
+        await write(`SELECT '${tag}' || coalesce((${expression})::text, '');\n`);
+        try {
+          return await value;
+        } finally {
+          clearTimeout(timer);
+          awaited = null;
+        }
       },
       end: async () => {
         await first;
@@ -474,6 +527,8 @@ export class RestoreRepository {
 }
 
 const RENAME_ATTEMPTS = 5;
+/** Bytes a psql session's input may hold queued in this process (see startPsqlSession). */
+const SESSION_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /**
  * Ends the client sessions on these databases that this role may end (its own roles', or any

@@ -51,6 +51,13 @@ interface Block {
   buffer: SpoolBuffer;
 }
 
+/**
+ * How far the reader may get ahead of a busy table's connection through the spool, for the next
+ * table's connection: a dump's largest table is often most of it, and spooling all of it to find
+ * nothing much behind costs a write and a read of each byte on cores the load needs.
+ */
+const SPILL_PER_BLOCK = 256 * 1024 * 1024;
+
 /** Beyond this many post-data units, the rest runs as one. */
 const MAX_UNITS = 1000;
 
@@ -70,7 +77,8 @@ const SESSION_START = 'SET client_min_messages = warning;\n';
  */
 export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log: RestoreLog, target: LoadTarget, options: ParallelLoadOptions): Promise<ParallelLoadResult> {
   const { db, repository } = deps;
-  const psql = await restorePsqlFor(await db.serverVersion(), deps.config.pgBinDir);
+  const serverVersion = await db.serverVersion();
+  const psql = await restorePsqlFor(serverVersion, deps.config.pgBinDir);
   const connection: ConnectionOptions = { ...target.login, database: target.database };
   const filter = await restoreFilterFor(deps, target, log);
   if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
@@ -100,8 +108,8 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       notify();
       for (const session of sessions) session.kill('another part of the load failed');
     };
-    const openSession = (part: string): PsqlSession => {
-      const session = repository.startPsqlSession({ psql, connection, part, signal, timeoutMs: deps.config.childTimeoutMs });
+    const openSession = (part: string, answers = false): PsqlSession => {
+      const session = repository.startPsqlSession({ psql, connection, part, signal, timeoutMs: deps.config.childTimeoutMs, answers });
       sessions.add(session);
       session.done.then(
         () => sessions.delete(session),
@@ -150,6 +158,8 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
     const changed = () => new Promise<void>((resolve) => waiters.push(resolve));
     let currentBlock: Block | null = null;
     let tables = 0;
+    /** Bytes of rows per table (as the COPY names it), for the foreign keys' checks. */
+    const tableBytes = new Map<string, number>();
 
     const restPath = join(folder, 'rest.sql');
     const rest = await open(restPath, 'w+', 0o600);
@@ -163,7 +173,7 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
         void endPre();
       },
       blockStart: async (copy, table, settings) => {
-        currentBlock = { copy, table, settings, buffer: new SpoolBuffer(budget, () => idle > 0) };
+        currentBlock = { copy, table, settings, buffer: new SpoolBuffer(budget, () => idle > 0, undefined, SPILL_PER_BLOCK) };
         blocks.push(currentBlock);
         tables++;
         notify();
@@ -172,6 +182,7 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
         await currentBlock!.buffer.push(bytes);
       },
       blockEnd: async () => {
+        if (currentBlock!.table) tableBytes.set(currentBlock!.table, (tableBytes.get(currentBlock!.table) ?? 0) + currentBlock!.buffer.total);
         currentBlock!.buffer.end();
         currentBlock = null;
       },
@@ -195,13 +206,17 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
     const runBlock = async (block: Block) => {
       try {
         const name = block.table ?? 'a table';
-        const session = openSession(`the data of ${name}`);
+        const frozen = block.table ? freezeCopy(block.copy) : null;
+        const session = openSession(`the data of ${name}`, frozen !== null);
         running.add(name);
         current = `Loading ${[...running].join(', ')}`;
         // An empty plain table is emptied again in the COPY's own transaction: with wal_level=minimal the COPY then skips the WAL.
         const truncate = block.table ? `${truncateIfEmpty(block.table)}\n` : '';
         await session.write(`${SESSION_START}${block.settings.join('\n')}\nBEGIN;\n${truncate}`);
-        await session.write(block.copy);
+        // Once truncated in this transaction, the rows may be written frozen (and the pages all-visible): no hint bits to set and
+        // write again on the first scan (the index builds), no freezing by a later vacuum, and a faster COPY. The server decides.
+        const truncated = frozen && (await session.answer(TRUNCATED, TRUNCATE_ANSWER_MS)) === 'yes';
+        await session.write(truncated ? frozen : block.copy);
         for await (const chunk of block.buffer.read()) {
           if (failure) break;
           await session.write(chunk);
@@ -273,7 +288,8 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
           const session = openSession(describeUnit(unit));
           // Index builds sort in memory when they can: a few hundred MB beats spilling to disk.
           const memory = unit.kind === 'serial' ? '' : `SET maintenance_work_mem = '${maintenanceMemoryMb(jobs)}MB';\n`;
-          await session.write(`${SESSION_START}${unit.settings.join('\n')}\n${memory}`);
+          const check = unit.kind === 'foreign-key' ? foreignKeyCheckSettings(serverVersion, tableBytes.get(unit.tables[0]), tableBytes.get(unit.tables[1])) : '';
+          await session.write(`${SESSION_START}${unit.settings.join('\n')}\n${memory}${check}`);
           for await (const chunk of createReadStream(restPath, { start: unit.start, end: unit.end - 1, highWaterMark: 1024 * 1024 })) {
             await session.write(chunk as Buffer);
           }
@@ -316,14 +332,31 @@ export function truncateIfEmpty(table: string): string {
     `DO ${tag}`,
     'DECLARE r pg_catalog.regclass; empty boolean;',
     'BEGIN',
+    "  PERFORM pg_catalog.set_config('lifeboat.truncated', 'no', true);",
     `  r := pg_catalog.to_regclass(${name}${table}${name});`,
     "  IF r IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r AND c.relkind = 'r' AND pg_catalog.pg_has_role(c.relowner, 'USAGE'))",
     '     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE confrelid = r) OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = r) THEN RETURN; END IF;',
     "  EXECUTE pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', r);",
     "  EXECUTE pg_catalog.format('SELECT NOT EXISTS (SELECT 1 FROM ONLY %s)', r) INTO empty;",
-    "  IF empty THEN EXECUTE pg_catalog.format('TRUNCATE ONLY %s', r); END IF;",
+    "  IF empty THEN EXECUTE pg_catalog.format('TRUNCATE ONLY %s', r); PERFORM pg_catalog.set_config('lifeboat.truncated', 'yes', true); END IF;",
     `END ${tag};`,
   ].join('\n');
+}
+
+/** What truncateIfEmpty did, as the COPY's connection reads it. */
+const TRUNCATED = "pg_catalog.current_setting('lifeboat.truncated', true)";
+/** The TRUNCATE may wait for an earlier block of the same table; past this the COPY goes plain (never frozen unasked). */
+const TRUNCATE_ANSWER_MS = 15_000;
+
+/**
+ * pg_dump's `COPY name (columns) FROM stdin;` with FREEZE added, or null for any other form (options,
+ * comments at its end): those run as they are. The bytes before `FROM stdin` stay as they were.
+ */
+export function freezeCopy(statement: Buffer): Buffer | null {
+  const text = statement.toString('latin1');
+  const match = /\sFROM\s+stdin\s*;$/i.exec(text);
+  if (!match) return null;
+  return Buffer.concat([statement.subarray(0, match.index), Buffer.from(`${match[0].slice(0, -1).trimEnd()} WITH (FREEZE);`)]);
 }
 
 /** How much an error says about why the load failed. */
@@ -336,6 +369,16 @@ function weight(error: unknown): number {
 function describeUnit(unit: PostDataUnit): string {
   if (unit.kind === 'serial') return 'the statements after the data';
   return unit.kind === 'foreign-key' ? `a foreign key of ${unit.tables[0]}` : `an index or key of ${unit.tables[0]}`;
+}
+
+/**
+ * Checking a new foreign key reads every referencing row against the referenced keys. Before
+ * PostgreSQL 16 the planner's anti join can only hash the referenced side: for a large table
+ * referenced from a smaller one (album entries → assets) that hash costs seconds, where a merge or
+ * a nested loop over the referenced key's index (it exists: a foreign key needs one) costs a fraction.
+ */
+export function foreignKeyCheckSettings(serverVersion: string, referencingBytes = 0, referencedBytes = 0): string {
+  return Number.parseInt(serverVersion, 10) < 16 && referencedBytes > referencingBytes ? 'SET enable_hashjoin = off;\n' : '';
 }
 
 /** Per connection: at most 512 MB, and all of them together at most an eighth of the memory. */

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyTable, DumpSplitter, type SplitSink } from './dump-splitter';
-import { runPostData } from './parallel-load';
+import { foreignKeyCheckSettings, freezeCopy, runPostData } from './parallel-load';
 import { classify, planPostData, type PostDataUnit } from './post-data-plan';
 import { SpoolBudget, SpoolBuffer } from './spool';
 
@@ -188,6 +188,30 @@ describe('SpoolBuffer', () => {
     expect(budget.used).toBe(0);
   });
 
+  it('spools at most its share of one block, then waits for the reader, keeping the order', async () => {
+    const budget = new SpoolBudget(folder, 1024 * 1024);
+    const buffer = new SpoolBuffer(budget, () => true, 1000, 3000);
+    const chunks = Array.from({ length: 10 }, (_, i) => Buffer.alloc(1000, 97 + i));
+    let pushed = 0;
+    const writer = (async () => {
+      for (const chunk of chunks) {
+        await buffer.push(chunk);
+        pushed++;
+      }
+      buffer.end();
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    // One chunk in memory, three in the spool file, the fifth waits.
+    expect(pushed).toBe(4);
+    expect(budget.peak).toBe(3000);
+    const out: Buffer[] = [];
+    for await (const chunk of buffer.read()) out.push(chunk);
+    await writer;
+    expect(Buffer.concat(out).equals(Buffer.concat(chunks))).toBe(true);
+    expect(budget.peak).toBe(3000);
+    expect(readdirSync(folder)).toEqual([]);
+  });
+
   it('waits for the reader instead of spooling when reading ahead is not worth it, or the budget is spent', async () => {
     for (const [budgetBytes, readAhead] of [
       [1024 * 1024, false],
@@ -212,5 +236,24 @@ describe('SpoolBuffer', () => {
       for await (const part of reader) rest += part.length;
       expect(rest).toBe(1200);
     }
+  });
+});
+
+describe('COPY blocks and foreign keys', () => {
+  it('adds FREEZE only to pg_dump\'s own COPY form, keeping every byte before it', () => {
+    const copy = (text: string) => freezeCopy(Buffer.from(text, 'latin1'))?.toString('latin1') ?? null;
+    expect(copy('COPY public.assets (id, "from") FROM stdin;')).toBe('COPY public.assets (id, "from") FROM stdin WITH (FREEZE);');
+    expect(copy('COPY "Odd"."t;x" (v)\nFROM STDIN ;')).toBe('COPY "Odd"."t;x" (v)\nFROM STDIN WITH (FREEZE);');
+    expect(copy('COPY public.\xe9t\xe9 (v) FROM stdin;')).toBe('COPY public.\xe9t\xe9 (v) FROM stdin WITH (FREEZE);');
+    expect(copy('COPY public.a (v) FROM stdin WITH (FORMAT text);')).toBeNull();
+    expect(copy('COPY public.a (v) FROM stdin /* x */;')).toBeNull();
+    expect(copy('COPY public.a (v) FROM program;')).toBeNull();
+  });
+
+  it('turns hash joins off for a foreign key check only when it references the larger table, before PostgreSQL 16', () => {
+    expect(foreignKeyCheckSettings('15.18', 27e6, 945e6)).toBe('SET enable_hashjoin = off;\n');
+    expect(foreignKeyCheckSettings('15.18', 945e6, 1e3)).toBe('');
+    expect(foreignKeyCheckSettings('14.2', undefined, undefined)).toBe('');
+    expect(foreignKeyCheckSettings('16.4', 27e6, 945e6)).toBe('');
   });
 });

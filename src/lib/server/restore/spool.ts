@@ -57,6 +57,8 @@ export class SpoolBuffer {
     /** Whether reading ahead is worth its disk writes now (a connection is idle, waiting for the next part). */
     private readonly mayReadAhead: () => boolean = () => true,
     private readonly memoryBytes = 8 * 1024 * 1024,
+    /** At most this much of one block goes to disk: each byte spooled costs a write and a read, worth it only if another block lies ahead. */
+    private readonly spillLimitBytes = Infinity,
   ) {}
 
   /** Resolves once the bytes are held (in memory or on disk); waits while the reader is behind and the budget is spent. */
@@ -65,12 +67,12 @@ export class SpoolBuffer {
     this.total += chunk.length;
     for (;;) {
       if (this.spilling && this.file) {
-        if (this.budget.take(chunk.length)) {
+        if (this.file.written + chunk.length <= this.spillLimitBytes && this.budget.take(chunk.length)) {
           await this.file.handle.write(chunk, 0, chunk.length, this.file.written);
           this.file.written += chunk.length;
           return this.notifyReader();
         }
-        // Budget spent: wait until the reader has read the whole file, then go on in memory.
+        // Budget or this block's share spent: wait until the reader has read the whole file, then go on in memory.
         await this.waitForReader(() => this.file!.read >= this.file!.written);
         if (this.closed) throw new Error('The buffer was closed');
         this.spilling = false;
@@ -83,7 +85,8 @@ export class SpoolBuffer {
         this.budget.memoryUsed += chunk.length;
         return this.notifyReader();
       }
-      if (this.budget.limitBytes > 0 && this.budget.used + chunk.length <= this.budget.limitBytes && this.mayReadAhead()) {
+      const spilled = this.file?.written ?? 0;
+      if (this.budget.limitBytes > 0 && this.budget.used + chunk.length <= this.budget.limitBytes && spilled + chunk.length <= this.spillLimitBytes && this.mayReadAhead()) {
         if (!this.file) {
           const path = this.budget.nextPath();
           this.file = { handle: await open(path, 'w+', 0o600), path, written: 0, read: 0 };
