@@ -103,6 +103,7 @@ describe('restore preview', () => {
   });
 
   it('reads the dump once: the second preview comes from the manifest, the files are counted again', async () => {
+    await instance.app.preview.idle();
     const manifestPath = instance.app.backups.manifests.path(backup);
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
     expect(manifest.preview).toMatchObject({ sha256: manifest.sha256, referenced: source.paths.length });

@@ -223,6 +223,7 @@ export class Lifeboat {
       uploadLocation: config.uploadLocation,
       stateDir,
       databaseReadable: () => !this.maintenance.isRunning(),
+      log: logError,
     });
     // After each restore that ended well (once per restore), the files are compared with the restored database.
     let reportedRestore: string | null = null;

@@ -19,20 +19,31 @@ export class LibraryContentsRepository {
     return { count: Number(rows[0].count), admins: rows[0].admins ?? [] };
   }
 
-  /** Exact rows of every table outside the system schemas, as "schema.table". */
+  /**
+   * Exact rows of every table outside the system schemas, as "schema.table": one query, one
+   * worker (a preview reads the dump at the same time; parallel workers would take its cores).
+   */
   async tableRows(): Promise<Record<string, number>> {
-    const { rows } = await this.db.query<{ schema: string; name: string }>(
-      `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-       ORDER BY 1, 2`,
-    );
-    const counts: Record<string, number> = {};
-    for (const { schema, name } of rows) {
-      const ident = (part: string) => `"${part.replace(/"/g, '""')}"`;
-      const result = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM ${ident(schema)}.${ident(name)}`);
-      counts[`${schema}.${name}`] = Number(result.rows[0].n);
-    }
-    return counts;
+    return this.db.withClient(async (client) => {
+      const { rows: tables } = await client.query<{ schema: string; name: string }>(
+        `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+         ORDER BY 1, 2`,
+      );
+      if (!tables.length) return {};
+      const ident = (part: string) => client.escapeIdentifier(part);
+      const union = tables.map((t, i) => `SELECT ${i} AS i, count(*) AS n FROM ${ident(t.schema)}.${ident(t.name)}`).join(' UNION ALL ');
+      await client.query('BEGIN READ ONLY');
+      try {
+        await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+        const { rows } = await client.query<{ i: number; n: string }>(union);
+        const counts: Record<string, number> = {};
+        for (const row of rows) counts[`${tables[row.i].schema}.${tables[row.i].name}`] = Number(row.n);
+        return counts;
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    });
   }
 
   /** Every asset's file paths, a page at a time (keyset on id): memory stays one page. */

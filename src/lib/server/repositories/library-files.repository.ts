@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, opendir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, opendir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
@@ -77,6 +77,23 @@ export class LibraryFilesRepository {
     } catch {
       return null;
     }
+  }
+
+  /** Writes bytes to .tmp, then renames. */
+  async writeBytes(path: string, bytes: Uint8Array): Promise<void> {
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, bytes);
+      await rename(tmp, path);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+  }
+
+  /** The bytes of a file; null when it is not there or unreadable. */
+  async readBytes(path: string): Promise<Buffer | null> {
+    return readFile(path).catch(() => null);
   }
 
   async ensureDir(path: string): Promise<void> {

@@ -6,7 +6,7 @@ import type { ReadStream, StorageRepository } from '../repositories/storage.repo
 import { MARKER_FILE } from './storage.service';
 
 /** Where the reference server keeps its media inside its container: stored absolute paths start so. */
-const MEDIA_PREFIXES = ['/usr/src/app/upload/', '/data/'];
+export const MEDIA_PREFIXES = ['/usr/src/app/upload/', '/data/'];
 /** Folders of UPLOAD_LOCATION that hold no library files. */
 const NOT_LIBRARY = new Set(['backups', '.lifeboat']);
 export const REPORT_FIRST = 100;
@@ -44,7 +44,9 @@ export function compareFiles(referenced: Set<string>, onDisk: Set<string>): { pr
   }
   const untracked: string[] = [];
   for (const path of onDisk) if (!referenced.has(path)) untracked.push(path);
-  return { present, missing: missing.sort(), untracked: untracked.sort() };
+  // Code-unit order with a plain comparator: the default sort is several times slower on a million paths.
+  const byCodeUnit = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return { present, missing: missing.sort(byCodeUnit), untracked: untracked.sort(byCodeUnit) };
 }
 
 export interface ConsistencyDeps {
