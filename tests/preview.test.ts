@@ -2,6 +2,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setInstance } from '../src/lib/server/instance';
+import { copyField } from '../src/lib/server/backup/dump-stats';
+import { libraryKey } from '../src/lib/server/services/consistency.service';
+import { PathKeySet, PathKeyer } from '../src/lib/server/services/preview.service';
 import type { RestorePreview } from '../src/lib/shared/types';
 import { GET as previewGET } from '../src/routes/api/admin/database-backups/[filename]/preview/+server';
 import { rowCounts, seedLibrary } from './helpers/backup-seed';
@@ -138,5 +141,40 @@ describe('restore preview', () => {
     expect((await callPreview(admin, '..%2Fsecrets.sql')).status).toBe(400);
     expect((await callPreview(admin, '../outside.sql.gz')).status).toBe(400);
     expect((await callPreview(admin, 'nothing-here.sql.gz')).status).toBe(404);
+  });
+});
+
+describe('path keys', () => {
+  it('a path hashed from the dump\'s bytes is the same key as the path compared as text', () => {
+    const root = '/srv/library';
+    // As COPY writes them: escapes in, absolute and relative, clean and not.
+    const stored = [
+      'upload/u1/a.jpg',
+      '/srv/library/upload/u1/b.jpg',
+      '/usr/src/app/upload/thumbs/u1/c.webp',
+      '/data/encoded-video/u1/d.mp4',
+      './upload/u1/e.jpg',
+      'upload//u1/f.jpg',
+      'upload/u1/../u2/g.jpg',
+      '/srv/library//upload/h.jpg',
+      'upload/u1/tab\\there.jpg',
+      'upload/u1/ünïcødé.jpg',
+      '/elsewhere/i.jpg',
+      '../outside.jpg',
+    ];
+    const set = new PathKeySet();
+    const keyer = new PathKeyer(root);
+    for (const raw of [...stored, ...stored]) {
+      const line = Buffer.from(`x\t${raw}\ty`, 'utf8');
+      keyer.add(set, line, 2, 2 + Buffer.byteLength(raw));
+    }
+    const keys = new Set(stored.map((raw) => libraryKey(copyField(raw)!, root)));
+    expect(set.size).toBe(keys.size);
+    for (const key of keys) expect(set.hasPath(key), key).toBe(true);
+    expect(set.hasPath('upload/u1/zzz.jpg')).toBe(false);
+    // The cache form answers the same.
+    const again = PathKeySet.fromBytes(Buffer.from(set.toBytes()));
+    for (const key of keys) expect(again.hasPath(key), key).toBe(true);
+    expect(again.size).toBe(keys.size);
   });
 });
