@@ -98,7 +98,7 @@ describe('parallel staged restore', () => {
     const left = leftovers(app);
     expect(await left.databases).toEqual([]);
     expect(left.spool).toBe(false);
-    const points = readdirSync(app.backups.backupsFolder).filter((name) => name.startsWith('restore-point-'));
+    const points = readdirSync(app.backups.backupsFolder).filter((name) => name.startsWith('restore-point-') && !name.endsWith('.manifest.json'));
     expect(points).toHaveLength(1);
     expect(points[0]).toMatch(/\.sql\.gz$/);
     expect(app.maintenance.status.restorePoint).toBe(points[0]);
