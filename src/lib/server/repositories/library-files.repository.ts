@@ -1,10 +1,9 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, opendir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 
 /**
  * The files of UPLOAD_LOCATION as paths, and lists of paths kept on disk (gzip text, one path a
@@ -39,7 +38,7 @@ export class LibraryFilesRepository {
     return files;
   }
 
-  /** Writes lines (each ends with "\n" here) as gzip text: to .tmp, then renamed. */
+  /** Writes lines (each ends with "\n" here), as gzip text when asked: to .tmp, then renamed. */
   async writeLines(path: string, lines: Iterable<string>, options: { gzip?: boolean } = {}): Promise<void> {
     const tmp = `${path}.${process.pid}.tmp`;
     const text = Readable.from(
@@ -62,20 +61,6 @@ export class LibraryFilesRepository {
     } catch (error) {
       await rm(tmp, { force: true });
       throw error;
-    }
-  }
-
-  /** The lines of a file written by writeLines; null when it is not there or unreadable. */
-  async readLines(path: string, options: { gzip?: boolean } = {}): Promise<string[] | null> {
-    try {
-      const lines: string[] = [];
-      const source = createReadStream(path);
-      const input = options.gzip ? source.pipe(createGunzip()) : source;
-      source.on('error', (error) => input.destroy(error));
-      for await (const line of createInterface({ input, crlfDelay: Infinity })) lines.push(line);
-      return lines;
-    } catch {
-      return null;
     }
   }
 

@@ -23,7 +23,7 @@ const CACHE_FORMAT = 2;
 /** Path lists kept for this many backups (the newest read); older ones are read again from the dump. */
 const PATH_LISTS_KEPT = 20;
 
-/** The dump-derived part, cached in the manifest's `preview` field for its SHA-256; the paths are kept beside it in .lifeboat/. */
+/** The dump-derived part, cached in the manifest's `preview` field for its SHA-256; its path keys (PathKeySet) in .lifeboat/preview/<sha256>.paths. */
 interface CachedPreview {
   format: number;
   sha256: string;
