@@ -90,6 +90,7 @@ describe('restore preview', () => {
 
     expect(first.cached).toBe(false);
     expect(first.complete).toBe(true);
+    expect(first.doubt).toBeNull();
     expect(first.backup.tables).toEqual(source.tables);
     expect(first.backup.users).toEqual({ count: source.users, admins: source.admins });
     expect(first.backup.users.admins).not.toContain('gone-admin@example.com');

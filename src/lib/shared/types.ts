@@ -209,8 +209,13 @@ export interface RestorePreview {
   files: PreviewFiles;
   /** The dump-derived part came from the manifest's cache (same SHA-256) rather than a new reading. */
   cached: boolean;
-  /** False when the dump could not be read to its end (damaged): the counts are as far as it went. */
+  /**
+   * False when the counts may not be what a restore loads: the file is damaged, or the dump
+   * changes rows outside its COPY data (INSERT, UPDATE, DO, a trigger made before the data), or
+   * names no columns where the preview reads them. `doubt` says which.
+   */
   complete: boolean;
+  doubt: string | null;
   /** ISO date the dump was read. */
   readAt: string;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseBackupName } from '../../shared/backup-name';
 import type { LibraryContents, RestorePreview } from '../../shared/types';
 import { DumpStats, copyField, type CopyBlock } from '../backup/dump-stats';
+import type { StatementInfo } from '../dump-filter/psql-lexer';
 import { versionFromMigrationRows } from '../backup/dump-version';
 import type { BackupManifest } from '../backup/manifest';
 import type { Database } from '../db/database';
@@ -19,7 +20,7 @@ const SLASH = 47;
 const DOT = 46;
 const BACKSLASH = 92;
 const PATH_COLUMNS = ['original_path', 'thumbnail_path', 'preview_path', 'encoded_video_path'];
-const CACHE_FORMAT = 2;
+const CACHE_FORMAT = 3;
 /** Path lists kept for this many backups (the newest read); older ones are read again from the dump. */
 const PATH_LISTS_KEPT = 20;
 
@@ -30,6 +31,7 @@ interface CachedPreview {
   backup: LibraryContents;
   referenced: number;
   complete: boolean;
+  doubt: string | null;
   readAt: string;
 }
 
@@ -238,6 +240,44 @@ export class PathKeyer {
   }
 }
 
+/** Statements that change rows as psql runs them; pg_dump writes none of them besides its own SELECTs. */
+const CHANGES_ROWS = new Set(['insert', 'update', 'delete', 'merge', 'truncate', 'do', 'call', 'execute', 'prepare', 'with', 'select', 'create']);
+const PG_DUMP_SELECT = /^\s*select\s+pg_catalog\.(set_config|setval)\s*\(/i;
+const TRIGGER_OR_RULE = /^\s*create\s+(or\s+replace\s+)?(constraint\s+)?(trigger|rule)\b/i;
+
+/**
+ * DumpStats that also notices what would make its reading differ from what psql loads: a
+ * statement that changes rows (INSERT, UPDATE, DO, a SELECT that is not pg_dump's own), or a
+ * trigger or rule made before a COPY. The preview then says it cannot tell, rather than show
+ * counts a restore would not give.
+ */
+class PreviewStats extends DumpStats {
+  doubt: string | null = null;
+  private triggerBeforeData = false;
+
+  override wants(firstWord: string): boolean {
+    return super.wants(firstWord) || CHANGES_ROWS.has(firstWord);
+  }
+
+  override statement(text: Buffer, info: StatementInfo): void {
+    if (!CHANGES_ROWS.has(info.firstWord) || super.wants(info.firstWord)) return super.statement(text, info);
+    // What DumpStats would have been given had the statement not been captured.
+    super.text(text);
+    const head = text.subarray(0, 256).toString('utf8');
+    if (info.firstWord === 'create') {
+      if (TRIGGER_OR_RULE.test(head)) this.triggerBeforeData = true;
+      return;
+    }
+    if (info.firstWord === 'select' && PG_DUMP_SELECT.test(head)) return;
+    this.doubt ??= `the dump runs statements that change rows besides its COPY data (${info.firstWord.toUpperCase()})`;
+  }
+
+  override copy(started: boolean): void {
+    if (started && this.triggerBeforeData) this.doubt ??= 'the dump makes a trigger or rule before loading data';
+    super.copy(started);
+  }
+}
+
 function tableIs(block: CopyBlock, name: string): boolean {
   return block.table === `public.${name}` || block.table === name;
 }
@@ -249,13 +289,15 @@ class DumpReading {
   readonly paths: PathKeySet;
   private readonly keyer: PathKeyer;
   private readonly migrationRows: Array<{ name: string | null; version: string | null }> = [];
-  readonly stats: DumpStats;
+  readonly stats: PreviewStats;
+  /** Why the counts may not be what a restore loads (see PreviewStats). */
+  doubt: string | null = null;
 
   /** `expectedPaths`: from the manifest's asset rows, so the set is made once at its size. */
   constructor(databaseName: string, uploadLocation: string, expectedPaths = 0) {
     this.paths = new PathKeySet(expectedPaths);
     this.keyer = new PathKeyer(uploadLocation);
-    this.stats = new DumpStats(databaseName, { rowVisitor: (block) => this.visitor(block) });
+    this.stats = new PreviewStats(databaseName, { rowVisitor: (block) => this.visitor(block) });
   }
 
   private line: Buffer | null = null;
@@ -267,7 +309,10 @@ class DumpReading {
   private visitor(block: CopyBlock): ((line: Buffer) => void) | null {
     if (tableIs(block, 'users')) {
       const at = ['email', 'is_admin', 'deleted_at'].map((c) => block.columns.indexOf(c));
-      if (at.some((i) => i < 0)) return null;
+      if (at.some((i) => i < 0)) {
+        this.doubt ??= 'its COPY of users does not name the columns the preview reads';
+        return null;
+      }
       const order = [...at].sort((a, b) => a - b);
       const slotOf = at.map((i) => order.indexOf(i));
       const fields: string[] = [];
@@ -281,7 +326,10 @@ class DumpReading {
     }
     if (tableIs(block, 'assets')) {
       const order = PATH_COLUMNS.map((c) => block.columns.indexOf(c)).filter((i) => i >= 0).sort((a, b) => a - b);
-      if (!order.length) return null;
+      if (!order.length) {
+        this.doubt ??= 'its COPY of assets does not name the file path columns';
+        return null;
+      }
       const take = (_slot: number, start: number, end: number) => this.keyer.add(this.paths, this.line!, start, end);
       return (line) => {
         this.line = line;
@@ -356,6 +404,7 @@ export class PreviewService {
       files: { referenced: reading.paths.size, present, missing: reading.paths.size - present, untracked: onDisk.size - present },
       cached,
       complete: reading.cache.complete,
+      doubt: reading.cache.doubt ?? null,
       readAt: reading.cache.readAt,
     };
   }
@@ -376,16 +425,19 @@ export class PreviewService {
     const assets = manifest?.tables['public.assets'] ?? 0;
     const reading = new DumpReading(this.deps.databaseName, this.deps.uploadLocation, Math.min(assets * PATH_COLUMNS.length, 64_000_000));
     const release = this.deps.fileUse.acquire(filename, 'a restore preview');
-    let complete = true;
+    let doubt: string | null = null;
     try {
       await this.deps.reader.read(path, { onTextChunk: (chunk) => reading.stats.write(chunk) });
     } catch {
       // A damaged file: what could be read is shown, marked incomplete (verification says why).
-      complete = false;
+      doubt = 'the file could not be read to its end: it is damaged, and the counts stop where it broke';
     } finally {
       release();
     }
     const result = reading.stats.end();
+    doubt ??= reading.doubt ?? reading.stats.doubt;
+    if (!result.complete) doubt ??= "the dump does not end with pg_dump's completion line";
+    if (result.skippedRows) doubt ??= 'rows of users or assets too long to read';
     const tables = result.tables;
     const cache: CachedPreview = {
       format: CACHE_FORMAT,
@@ -399,7 +451,8 @@ export class PreviewService {
         tables,
       },
       referenced: reading.paths.size,
-      complete: complete && result.complete,
+      complete: doubt === null,
+      doubt,
       readAt: new Date().toISOString(),
     };
     return { cache, paths: reading.paths };
