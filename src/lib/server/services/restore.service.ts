@@ -38,6 +38,8 @@ export interface RestoreHost {
   migrate(): Promise<string[]>;
   forgetOnboarding(): void;
   log(line: string): void;
+  /** A restore-point file once it is complete: read back and verified like every backup. */
+  verification?: { verify(filename: string): Promise<unknown> };
 }
 
 interface RestoreResult {
@@ -291,6 +293,7 @@ export class RestoreService {
         const compressed = await this.host.backups.compressBackup(name, controller.signal);
         if (this.host.maintenance.status.restorePoint === name) await this.host.maintenance.setStatus({ restorePoint: compressed });
         this.host.log(`Restore point compressed: ${compressed}`);
+        void this.host.verification?.verify(compressed).catch(() => undefined);
       });
     } catch (error) {
       this.host.log(`After the restore: ${(error as Error).message}. The restore point ${name} stays uncompressed`);
@@ -316,6 +319,7 @@ export class RestoreService {
         }
         const { filename } = await this.host.backups.createBackup({ kind: 'restore-point', database: record.database, signal: controller.signal });
         await this.replaced.clear();
+        void this.host.verification?.verify(filename).catch(() => undefined);
         if (this.host.maintenance.status.backup === record.restored && !this.host.maintenance.status.restorePoint) await this.host.maintenance.setStatus({ restorePoint: filename }).catch(() => undefined);
         if (this.host.config.keepReplacedDatabase) return note(`Restore point ${filename} saved from the replaced database "${record.database}", which is kept until the next restore (RESTORE_KEEP_REPLACED_DATABASE)`);
         await this.repository.dropDatabase(admin, record.database);

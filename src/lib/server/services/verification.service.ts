@@ -87,6 +87,8 @@ export class VerificationService {
         sha256,
         error: problem ? `The backup is corrupted: ${problem}.` : null,
       };
+      // Deleted while it was read: nothing to record (a manifest would be an orphan).
+      if (!(await this.deps.backups.statOf(filename))) return verification;
       if (manifest) {
         await this.deps.backups.manifests.update(filename, (current) => ({ ...current, verification }));
       } else {
