@@ -14,7 +14,7 @@ import { DumpReadError, endMarkerCheck, PsqlError, PsqlInputClosed, type PsqlSes
 import { ChildProcessError } from '../process/child';
 import { DumpSplitter, type SplitSink } from './dump-splitter';
 import { restoreFilterFor, type LoadDeps, type LoadTarget } from './load-dump';
-import { planPostData, type PostDataUnit } from './post-data-plan';
+import { joinSmallUnits, planPostData, type PostDataUnit } from './post-data-plan';
 import type { RestoreLog } from './restore-log';
 import { SpoolBudget, SpoolBuffer, withSpoolFolder } from './spool';
 import type { ValidatedDump } from './validate-backup';
@@ -57,6 +57,9 @@ interface Block {
  * nothing much behind costs a write and a read of each byte on cores the load needs.
  */
 const SPILL_PER_BLOCK = 256 * 1024 * 1024;
+
+/** Keys and foreign keys of tables with at most this many bytes of rows run together, on one connection. */
+const SMALL_TABLE_BYTES = 4 * 1024 * 1024;
 
 /** Beyond this many post-data units, the rest runs as one. */
 const MAX_UNITS = 1000;
@@ -279,7 +282,7 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       // What follows the data: indexes and keys side by side, foreign keys after them, the rest in order.
       current = 'Building indexes and constraints';
       report(1 - POST_DATA_SHARE);
-      let units = await planPostData(createReadStream(restPath), restSize);
+      let units = joinSmallUnits(await planPostData(createReadStream(restPath), restSize), (table) => (tableBytes.get(table) ?? Infinity) <= SMALL_TABLE_BYTES);
       // Each unit costs a psql start: thousands of tiny ones (partitions' indexes) load faster in order on one connection.
       if (units.length > MAX_UNITS) units = [{ kind: 'serial', start: 0, end: restSize, tables: [], shared: false, settings: [] }];
       await runPostData(units, jobs, {

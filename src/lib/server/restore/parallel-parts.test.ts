@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyTable, DumpSplitter, type SplitSink } from './dump-splitter';
 import { foreignKeyCheckSettings, freezeCopy, runPostData } from './parallel-load';
-import { classify, planPostData, type PostDataUnit } from './post-data-plan';
+import { classify, joinSmallUnits, planPostData, type PostDataUnit } from './post-data-plan';
 import { SpoolBudget, SpoolBuffer } from './spool';
 
 const folder = mkdtempSync(join(tmpdir(), 'lifeboat-spool-test-'));
@@ -109,6 +109,37 @@ describe('post-data plan', () => {
     const texts = units.map((unit) => rest.slice(unit.start, unit.end));
     expect(texts[1]).toBe('ALTER TABLE ONLY public.a ADD CONSTRAINT a_pkey PRIMARY KEY (id);');
     expect(texts[5]).toMatch(/^\nCREATE TRIGGER[\s\S]*CHECK \(id > 0\);\n$/);
+  });
+});
+
+describe('joinSmallUnits', () => {
+  it('joins neighbouring units of one kind on small tables with the same settings, and nothing else', () => {
+    const settings: string[] = [];
+    const unit = (kind: PostDataUnit['kind'], start: number, tables: string[], shared = false, with_ = settings): PostDataUnit => ({ kind, start, end: start + 10, tables, shared, settings: with_ });
+    const units = [
+      unit('key', 0, ['"public"."a"']),
+      unit('key', 12, ['"public"."b"'], true),
+      unit('key', 24, ['"public"."big"']),
+      unit('key', 36, ['"public"."c"']),
+      unit('serial', 48, []),
+      unit('key', 60, ['"public"."d"']),
+      unit('key', 72, ['"public"."e"'], false, ['SET x = 1;']),
+      unit('foreign-key', 84, ['"public"."e"', '"public"."a"']),
+      unit('foreign-key', 96, ['"public"."b"', '"public"."a"']),
+      unit('foreign-key', 108, ['"public"."a"', '"public"."big"']),
+    ];
+    const joined = joinSmallUnits(units, (table) => table !== '"public"."big"');
+    expect(joined.map((u) => [u.kind, u.start, u.end, u.tables.join(' ')])).toEqual([
+      ['key', 0, 22, '"public"."a" "public"."b"'],
+      ['key', 24, 34, '"public"."big"'],
+      ['key', 36, 46, '"public"."c"'],
+      ['serial', 48, 58, ''],
+      ['key', 60, 70, '"public"."d"'],
+      ['key', 72, 82, '"public"."e"'],
+      ['foreign-key', 84, 106, '"public"."e" "public"."a" "public"."b"'],
+      ['foreign-key', 108, 118, '"public"."a" "public"."big"'],
+    ]);
+    expect(joined[0].shared).toBe(false);
   });
 });
 
