@@ -113,31 +113,33 @@ describe('post-data plan', () => {
 });
 
 describe('joinSmallUnits', () => {
-  it('joins neighbouring units of one kind on small tables with the same settings, and nothing else', () => {
+  it('joins neighbouring units of one kind on the same small table with the same settings, and nothing else', () => {
     const settings: string[] = [];
     const unit = (kind: PostDataUnit['kind'], start: number, tables: string[], shared = false, with_ = settings): PostDataUnit => ({ kind, start, end: start + 10, tables, shared, settings: with_ });
     const units = [
       unit('key', 0, ['"public"."a"']),
-      unit('key', 12, ['"public"."b"'], true),
-      unit('key', 24, ['"public"."big"']),
-      unit('key', 36, ['"public"."c"']),
-      unit('serial', 48, []),
-      unit('key', 60, ['"public"."d"']),
-      unit('key', 72, ['"public"."e"'], false, ['SET x = 1;']),
-      unit('foreign-key', 84, ['"public"."e"', '"public"."a"']),
-      unit('foreign-key', 96, ['"public"."b"', '"public"."a"']),
-      unit('foreign-key', 108, ['"public"."a"', '"public"."big"']),
+      unit('key', 12, ['"public"."a"'], true),
+      unit('key', 24, ['"public"."b"']),
+      unit('key', 36, ['"public"."big"']),
+      unit('key', 48, ['"public"."big"']),
+      unit('serial', 60, []),
+      unit('key', 72, ['"public"."d"']),
+      unit('key', 84, ['"public"."d"'], false, ['SET x = 1;']),
+      unit('foreign-key', 96, ['"public"."e"', '"public"."a"']),
+      unit('foreign-key', 108, ['"public"."e"', '"public"."b"']),
+      unit('foreign-key', 120, ['"public"."e"', '"public"."big"']),
     ];
     const joined = joinSmallUnits(units, (table) => table !== '"public"."big"');
     expect(joined.map((u) => [u.kind, u.start, u.end, u.tables.join(' ')])).toEqual([
-      ['key', 0, 22, '"public"."a" "public"."b"'],
-      ['key', 24, 34, '"public"."big"'],
-      ['key', 36, 46, '"public"."c"'],
-      ['serial', 48, 58, ''],
-      ['key', 60, 70, '"public"."d"'],
-      ['key', 72, 82, '"public"."e"'],
-      ['foreign-key', 84, 106, '"public"."e" "public"."a" "public"."b"'],
-      ['foreign-key', 108, 118, '"public"."a" "public"."big"'],
+      ['key', 0, 22, '"public"."a"'],
+      ['key', 24, 34, '"public"."b"'],
+      ['key', 36, 46, '"public"."big"'],
+      ['key', 48, 58, '"public"."big"'],
+      ['serial', 60, 70, ''],
+      ['key', 72, 82, '"public"."d"'],
+      ['key', 84, 94, '"public"."d"'],
+      ['foreign-key', 96, 118, '"public"."e" "public"."a" "public"."b"'],
+      ['foreign-key', 120, 130, '"public"."e" "public"."big"'],
     ]);
     expect(joined[0].shared).toBe(false);
   });

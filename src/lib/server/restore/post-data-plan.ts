@@ -90,9 +90,10 @@ export async function planPostData(input: Readable, size: number): Promise<PostD
 }
 
 /**
- * Neighbouring units of one kind on small tables, with the same settings, joined into one: each
- * unit costs a psql start and a connection (a tenth of a second of the two cores), more than
- * building a key of a table of a few rows. Only blank text lies between neighbours (see Planner).
+ * Neighbouring units of one kind on the same small table (its keys, or its foreign keys), with the
+ * same settings, joined into one: each unit costs a psql start and a connection (a tenth of a
+ * second of the two cores), more than building a key of a table of a few rows; an error still names
+ * its table. Only blank text lies between neighbours (see Planner).
  */
 export function joinSmallUnits(units: PostDataUnit[], isSmall: (table: string) => boolean): PostDataUnit[] {
   const joined: PostDataUnit[] = [];
@@ -103,6 +104,7 @@ export function joinSmallUnits(units: PostDataUnit[], isSmall: (table: string) =
       small &&
       last &&
       last.kind === unit.kind &&
+      last.tables[0] === unit.tables[0] &&
       last.end <= unit.start &&
       last.settings === unit.settings &&
       last.tables.every(isSmall)
