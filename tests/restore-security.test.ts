@@ -119,7 +119,8 @@ async function appSessionIsPlain(ctx: Ctx): Promise<void> {
 const ATTACKS: Attack[] = [
   // psql meta-commands: psql is in restricted mode whatever the dump says.
   { name: '\\! shell', sql: (ctx) => `\\! touch ${ctx.marker.path()}`, refused: META, inPlace: true },
-  { name: '\\! shell after the dump\'s last line', sql: (ctx) => `\\! touch ${ctx.marker.path()}`, refused: META, where: 'last' },
+  // Refused before psql could run it (the dump must end with its end line), and psql's restricted mode refuses it too.
+  { name: '\\! shell after the dump\'s last line', sql: (ctx) => `\\! touch ${ctx.marker.path()}`, refused: /backslash commands are restricted|meta-command|does not end with the "PostgreSQL database dump complete" line/i, where: 'last' },
   { name: '\\! shell near the top', sql: (ctx) => `\\! touch ${ctx.marker.path()}`, refused: META, where: 'top' },
   { name: '\\unrestrict with the dump\'s own key, then \\!', sql: (ctx, dump) => `\\unrestrict ${restrictKey(dump)}\n\\! touch ${ctx.marker.path()}`, refused: /wrong key|backslash commands are restricted|meta-command/i },
   { name: 'its own \\restrict / \\unrestrict pair, then \\!', sql: (ctx) => `\\restrict abc\nSELECT 1;\n\\unrestrict abc\n\\! touch ${ctx.marker.path()}`, refused: /wrong key|backslash commands are restricted|meta-command/i },

@@ -18,7 +18,7 @@ import { nameParts } from '../restore/post-data-plan';
  * an `\unrestrict` line; nothing but blank lines after them. Anchored at the end: the same words
  * in a row's data near the end of a file cut short are not the end.
  */
-const END_MARKER = /(^|\n)--[ \t]*PostgreSQL database (cluster )?dump complete[ \t]*\r?\n(--[ \t]*\r?\n)?(\s*\\unrestrict[ \t]+\S+[ \t]*(\r?\n)?)?\s*$/;
+export const END_MARKER = /(^|\n)--[ \t]*PostgreSQL database (cluster )?dump complete[ \t]*\r?\n(--[ \t]*\r?\n)?(\s*\\unrestrict[ \t]+\S+[ \t]*(\r?\n)?)?\s*$/;
 /** A row longer than this of a visited table is counted but not visited: memory stays bounded on a hostile file. */
 const VISIT_LIMIT = 1024 * 1024;
 const TAIL_BYTES = 4096;

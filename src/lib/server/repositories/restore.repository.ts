@@ -6,6 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import pg from 'pg';
 import { bytesCounter } from '../backup/parallel-gzip';
+// The dump's last lines, anchored at its end (the same words in the rows of a file cut short are not its end).
+import { END_MARKER } from '../backup/dump-stats';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
 import { ChildProcessError, startChild } from '../process/child';
@@ -102,7 +104,6 @@ export function createExtensionSql({ name, schema }: DumpExtension, id: (name: s
 const COMMIT = '\nCOMMIT;\n';
 
 // pg_dump and pg_dumpall end with this comment; its absence means the text was cut short.
-const END_MARKER = /--\s*PostgreSQL database (cluster )?dump complete/;
 const TAIL_BYTES = 16 * 1024;
 
 /** Fails at the end of the text when the dump's last lines are missing. */
