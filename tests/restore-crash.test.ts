@@ -157,7 +157,7 @@ describe('a restore killed with SIGKILL right after the swap', () => {
     try {
       // Saved in the background at start, then dropped; the live database holds the backup.
       await app.restore.idle();
-      const points = readdirSync(app.backups.backupsFolder).filter((name) => name.startsWith('restore-point-'));
+      const points = readdirSync(app.backups.backupsFolder).filter((name) => name.startsWith('restore-point-') && !name.endsWith('.manifest.json'));
       expect(points, output).toHaveLength(1);
       const beside = await withClient('postgres', async (client) => (await client.query('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${database}__lifeboat`])).rows);
       expect(beside).toEqual([]);

@@ -108,7 +108,7 @@ async function attack(file: string, edit: (sql: string) => string, want: Expect)
 
   expect(outcome.refused, text).toBeUndefined();
   expect(text).toMatch(/Restoring into a new database/);
-  expect(text, 'the parallel load ran').toMatch(/on 3 connections|the data of|another part of the load|while loading/);
+  expect(text, 'the parallel load ran').toMatch(/on [2-9] connections|the data of|another part of the load|while loading/);
   if (want.done) {
     expect(outcome.status?.task, text).toBe('done');
     expect(await snapshot(app.db)).toEqual(backupData);

@@ -79,18 +79,31 @@ export class Database {
   }
 
   /** "15.18" from "15.18 (Debian 15.18-0+deb12u1)". */
+  /**
+   * Asked once and remembered until the pool is closed (around a restore): each ask is a
+   * connection of its own, which a database with a small CONNECTION LIMIT may not have to spare.
+   */
   async serverVersion(): Promise<string> {
-    const client = await this.connect();
-    try {
-      const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
-      return rows[0].server_version.split(' ')[0];
-    } finally {
-      await client.end();
-    }
+    this.version ??= (async () => {
+      const client = await this.connect();
+      try {
+        const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
+        return rows[0].server_version.split(' ')[0];
+      } finally {
+        await client.end();
+      }
+    })().catch((error) => {
+      this.version = null;
+      throw error;
+    });
+    return this.version;
   }
+
+  private version: Promise<string> | null = null;
 
   /** Closes the app's own connections (before a restore replaces the database). */
   async closePool(): Promise<void> {
+    this.version = null;
     const pool = this.currentPool;
     this.currentPool = null;
     await pool?.end().catch(() => undefined);

@@ -269,6 +269,8 @@ export class RestoreService {
 
   /** Resolves once work that follows a restore (dropping the replaced database, compressing the restore point) is over. */
   async idle(): Promise<void> {
+    // A restore that just reported its end may not have handed over to its background work yet.
+    await this.current?.done.catch(() => undefined);
     await this.background;
   }
 
@@ -317,7 +319,7 @@ export class RestoreService {
           await this.replaced.clear();
           return;
         }
-        const { filename } = await this.host.backups.createBackup({ kind: 'restore-point', database: record.database, signal: controller.signal });
+        const { filename } = await retryBusy(() => this.host.backups.createBackup({ kind: 'restore-point', database: record.database, signal: controller.signal }), controller.signal);
         await this.replaced.clear();
         void this.host.verification?.verify(filename).catch(() => undefined);
         if (this.host.maintenance.status.backup === record.restored && !this.host.maintenance.status.restorePoint) await this.host.maintenance.setStatus({ restorePoint: filename }).catch(() => undefined);
@@ -595,6 +597,23 @@ export class RestoreService {
 /** How much room a staged restore's new database needs: a compressed dump is about an eighth of it, a plain one a little less. */
 export function estimateDatabaseBytes(dump: { size: number; compressed: boolean }): number {
   return Math.ceil(dump.size * (dump.compressed ? 8 : 1.3));
+}
+
+/**
+ * Right after a restore the app's own work (the files report, the schedule, sign-ins) may hold every
+ * connection a database with a small CONNECTION LIMIT allows: saving the replaced database waits a
+ * moment and tries again rather than fail.
+ */
+async function retryBusy<T>(fn: () => Promise<T>, signal: AbortSignal, attempts = 10): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      const busy = (error as { code?: string }).code === '53300' || /too many connections/.test(String((error as Error)?.message));
+      if (!busy || attempt >= attempts || signal.aborted) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
 }
 
 /** The message without its final full stop: it is followed by more sentences. */
