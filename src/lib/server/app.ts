@@ -250,9 +250,8 @@ export class Lifeboat {
       // Follow a restore or "maintenance end" run by the command line (or the web server).
       app.maintenance.watch();
       // A database a staged restore replaced and that was not saved to a file yet (a kill, a restart) is saved now.
-      const resumed = app.restore.resume();
-      // A restore drill killed mid-way left its scratch database behind (after the resume: both take the operation lock).
-      void resumed.then(() => app.drills.removeLeftover());
+      // Then the scratch database a restore drill killed mid-way left behind (after the resume: both take the operation lock).
+      const resumed = app.restore.resume().then(() => app.drills.removeLeftover());
       if (options.awaitResume) await resumed;
       if (status.active) {
         // A restore may have left the database half-known: migrations wait until maintenance ends.

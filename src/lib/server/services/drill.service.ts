@@ -125,6 +125,9 @@ export class DrillService {
     const name = filename as string;
     if (this.deps.maintenanceActive()) throw new ServiceError(503, 'The server is in maintenance mode: a restore drill cannot start now.');
     if (this.current) throw conflict(`A restore drill of ${this.current.filename} is already running; wait for it to finish.`);
+    // The start's removal of a leftover scratch database may hold the lock for a moment.
+    await this.deps.lock.preempt();
+    if (this.current) throw conflict(`A restore drill of ${(this.current as { filename: string }).filename} is already running; wait for it to finish.`);
     const controller = new AbortController();
     const release = this.deps.lock.acquire('drill', () => this.cancel('a restore or backup needs the database'));
     const startedAt = new Date();
@@ -150,13 +153,22 @@ export class DrillService {
    */
   async removeLeftover(): Promise<void> {
     const admin = this.deps.db.admin ?? this.deps.db.connection;
-    await this.deps.lock
-      .run('drill', async () => {
-        if (!(await this.deps.restoreRepository.databaseExists(admin, this.scratchDatabase))) return;
-        await this.deps.restoreRepository.dropDatabase(admin, this.scratchDatabase);
-        this.deps.log(`Dropped the scratch database "${this.scratchDatabase}" of a restore drill that was interrupted`);
-      })
-      .catch(() => undefined);
+    let release: () => void;
+    let removal: Promise<void> = Promise.resolve();
+    try {
+      // A backup or restore asked for meanwhile waits for this moment's work rather than get 409.
+      release = this.deps.lock.acquire('drill', () => removal);
+    } catch {
+      return;
+    }
+    removal = (async () => {
+      if (!(await this.deps.restoreRepository.databaseExists(admin, this.scratchDatabase))) return;
+      await this.deps.restoreRepository.dropDatabase(admin, this.scratchDatabase);
+      this.deps.log(`Dropped the scratch database "${this.scratchDatabase}" of a restore drill that was interrupted`);
+    })()
+      .catch(() => undefined)
+      .finally(() => release());
+    await removal;
   }
 
   /** Stops a running drill (its scratch database dropped) and waits for it. */
