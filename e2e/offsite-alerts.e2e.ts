@@ -94,11 +94,13 @@ test('Settings: off-site copies and both alert channels set up and tested; a bac
     await page.getByRole('link', { name: 'Maintenance' }).first().click();
     const entry = page.getByTestId('backup-entry').first();
     await expect(async () => {
-      await page.getByRole('button', { name: /Refresh/ }).click();
+      // The backup list's (the first; the checks below have their own).
+      await page.getByRole('button', { name: /Refresh/ }).first().click();
       await expect(entry.getByTestId('offsite-status')).toHaveText('Copied off-site', { timeout: 2_000 });
     }).toPass({ timeout: 60_000 });
     const filename = await entry.getAttribute('data-filename');
-    expect(await s3.keys('nightly/')).toEqual([`nightly/${filename}`, `nightly/${filename}.sha256`]);
+    // The manifest goes with its backup.
+    expect(await s3.keys('nightly/')).toEqual([`nightly/${filename}`, `nightly/${filename}.manifest.json`, `nightly/${filename}.sha256`]);
     await shots(page, 'backups-copied-offsite');
 
     // Retention by generations, with the preview of what would be kept.
