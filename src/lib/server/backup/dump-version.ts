@@ -14,6 +14,7 @@ import { createGunzip } from 'node:zlib';
 import { ClusterSections, connectTarget } from '../dump-filter/cluster-sections';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
 import { tokenize } from '../dump-filter/statement-rules';
+import { droppedDatabase, followSetting } from '../dump-filter/lexer-settings';
 import { migrations as knownMigrations } from '../db/migrations';
 import { compareVersions } from '../../shared/version';
 
@@ -198,20 +199,13 @@ class VersionSink implements LexerSink {
     }
   }
 
-  /** SET client_encoding / standard_conforming_strings change how psql reads what follows. */
   private track(text: Buffer): void {
-    const tokens = tokenize(text.toString('latin1')) ?? [];
-    const value = /'([^']*)'|(\w+)\s*;?\s*$/.exec(text.toString('latin1'));
-    const setting = (value?.[1] ?? value?.[2] ?? '').toLowerCase();
-    if (tokens[1]?.text === 'client_encoding') this.lexer.setClientEncoding(setting);
-    if (tokens[1]?.text === 'standard_conforming_strings') this.lexer.setStandardStrings(setting !== 'off' && setting !== 'false');
+    followSetting(this.lexer, text);
   }
 
   private listDatabase(text: Buffer): void {
-    const tokens = tokenize(text.toString('utf8')) ?? [];
-    if (tokens[1]?.text !== 'database') return;
-    const name = tokens[tokens[2]?.text === 'if' && tokens[3]?.text === 'exists' ? 4 : 2];
-    if (name && (name.kind === 'word' || name.kind === 'ident')) this.sections.databaseListed(name.text);
+    const name = droppedDatabase(text);
+    if (name !== null) this.sections.databaseListed(name);
   }
 
   get version(): string | null {
