@@ -19,6 +19,7 @@ import { connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
 import { DEFAULT_GZIP_LEVEL } from '../src/lib/server/backup/parallel-gzip';
 import { compareLevels } from './gzip-levels';
+import { findIgzip, IGZIP_LEVEL } from '../src/lib/server/process/igzip';
 
 
 function run(command: string, args: string[], options: { stdout?: number | 'ignore'; env?: NodeJS.ProcessEnv } = {}): Promise<{ ms: number; stdout: string }> {
@@ -107,7 +108,8 @@ async function main(): Promise<void> {
     console.log(`\nBest of ${rounds} (database ${mib(fill.databaseBytes)}, dump ${mib(rawDumpBytes)}):`);
     row('raw pg_dump > /dev/null', secs(raw));
     row('pg_dump --clean --if-exists | gzip', secs(reference), mib(referenceSize));
-    row(`app backup (parallel gzip, level ${DEFAULT_GZIP_LEVEL})`, secs(appMs), mib(appSize));
+    const igzip = findIgzip(env.BACKUP_COMPRESSOR, env.PATH);
+    row(igzip ? `app backup (igzip -${IGZIP_LEVEL})` : `app backup (zlib level ${DEFAULT_GZIP_LEVEL})`, secs(appMs), mib(appSize));
     row('time app / reference', `${(appMs / reference).toFixed(2)}x`, `target ≤ 0.35x ${appMs / reference <= 0.35 ? 'OK' : 'MISSED'}`);
     row('time app / raw pg_dump', `${(appMs / raw).toFixed(2)}x`);
     row('size app / reference', `${(appSize / referenceSize).toFixed(2)}x`, `target ≤ 1.20x ${appSize / referenceSize <= 1.2 ? 'OK' : 'MISSED'}`);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
+import { findIgzip, IGZIP_LEVEL } from '../src/lib/server/process/igzip';
 import { createParallelGzip, DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_GZIP_LEVEL } from '../src/lib/server/backup/parallel-gzip';
 
 const sizeMiB = Number(process.argv[2] ?? 200) || 200;
@@ -111,6 +112,15 @@ async function timeSystemGzip(path: string, bytes: number): Promise<[number, num
   return [(performance.now() - t0) / 1000, out()];
 }
 
+async function timeIgzip(path: string, bytes: number, igzip: string, level: number): Promise<[number, number]> {
+  const t0 = performance.now();
+  const child = spawn('bash', ['-c', 'head -c "$1" "$2" | "$3" -"$4" -c', 'igzip', String(bytes), path, igzip, String(level)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { sink, bytes: out } = counter();
+  await Promise.all([pipeline(child.stdout, sink), once(child, 'exit')]);
+  if (child.exitCode !== 0) throw new Error(`igzip exited with ${child.exitCode}`);
+  return [(performance.now() - t0) / 1000, out()];
+}
+
 async function timeParallel(path: string, bytes: number, level: number, chunkSize: number): Promise<[number, number]> {
   const t0 = performance.now();
   const { sink, bytes: out } = counter();
@@ -124,7 +134,7 @@ export async function compareLevels(path: string, sampleMiB = 256): Promise<void
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   // Read once, so every line below reads from the page cache.
   await pipeline(createReadStream(path, { end: bytes - 1 }), counter().sink);
-  console.log(`Levels tried (compression only, ${mib(bytes)} MiB of the dump, concurrency ${DEFAULT_CONCURRENCY}, the app uses level ${DEFAULT_GZIP_LEVEL}):`);
+  console.log(`Levels tried (compression only, ${mib(bytes)} MiB of the dump; zlib: concurrency ${DEFAULT_CONCURRENCY}, level ${DEFAULT_GZIP_LEVEL} when igzip is missing):`);
   const [baseTime, baseSize] = await timeSystemGzip(path, bytes);
   console.log(`  gzip -6                ${baseTime.toFixed(2)} s  ${mib(baseSize)} MiB`);
   const tries: Array<[number, number]> = [1, 2, 3, 4, 6].map((level) => [level, DEFAULT_CHUNK_SIZE]);
@@ -135,6 +145,14 @@ export async function compareLevels(path: string, sampleMiB = 256): Promise<void
     const name = `level ${level}, ${chunkSize / 1024 / 1024} MiB`;
     console.log(`  ${name.padEnd(21)}  ${time.toFixed(2)} s  ${mib(size)} MiB  time ${(time / baseTime).toFixed(2)}x  size ${(size / baseSize).toFixed(3)}x`);
   }
+  const igzip = findIgzip(process.env.BACKUP_COMPRESSOR);
+  if (igzip) {
+    for (const level of [0, 1, 2, 3]) {
+      const [time, size] = await timeIgzip(path, bytes, igzip, level);
+      const name = `igzip -${level}${level === IGZIP_LEVEL ? ' (app)' : ''}`;
+      console.log(`  ${name.padEnd(21)}  ${time.toFixed(2)} s  ${mib(size)} MiB  time ${(time / baseTime).toFixed(2)}x  size ${(size / baseSize).toFixed(3)}x`);
+    }
+  } else console.log('  (igzip is not installed: the app compresses with zlib, the levels above; Debian: apt-get install isal)');
   console.log('');
 }
 

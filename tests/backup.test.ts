@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,6 +10,9 @@ import { childEnv, connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
 import { DEFAULT_GZIP_LEVEL } from '../src/lib/server/backup/parallel-gzip';
 import { DumpRepository, pgDumpArgs } from '../src/lib/server/repositories/dump.repository';
+import { StorageRepository } from '../src/lib/server/repositories/storage.repository';
+import { DatabaseBackupService } from '../src/lib/server/services/database-backup.service';
+import { findIgzip } from '../src/lib/server/process/igzip';
 import { ServiceError } from '../src/lib/server/services/errors';
 import { routineBackupName } from '../src/lib/shared/backup-name';
 import { rowCounts, seedLibrary } from './helpers/backup-seed';
@@ -97,7 +101,7 @@ describe('createBackup (real pg_dump)', () => {
       const header = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, DEFAULT_GZIP_LEVEL === 1 ? 4 : 0, 3]);
       let members = 0;
       for (let at = file.indexOf(header); at !== -1; at = file.indexOf(header, at + 1)) members++;
-      expect(members).toBeGreaterThanOrEqual(Math.floor(dumpBytes / (8 * 1024)));
+      expect(members).toBeGreaterThanOrEqual(Math.floor(dumpBytes! / (8 * 1024)));
       expect(members).toBeGreaterThan(3);
       await run('gunzip', ['-t', path]);
       const scratch = await createDatabase('members');
@@ -111,6 +115,64 @@ describe('createBackup (real pg_dump)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('compresses with igzip when it is installed (the default): one ordinary gzip member that plain gunzip reads and psql restores', async () => {
+    const igzip = findIgzip('auto');
+    // CI installs it (.ci/run); a machine without it backs up with zlib, as the test above shows.
+    expect(igzip, 'igzip is not installed (Debian: apt-get install isal)').not.toBeNull();
+    expect(instance.app.config.igzip).toBe(igzip);
+    const { filename } = await instance.app.backups.createBackup();
+    const path = join(instance.app.backups.backupsFolder, filename);
+    try {
+      const file = readFileSync(path);
+      // igzip's member header (no name, no time) and no second member after it.
+      expect([...file.subarray(0, 3)]).toEqual([0x1f, 0x8b, 0x08]);
+      expect(file.indexOf(Buffer.from([0x1f, 0x8b, 0x08, 0]), 1)).toBe(-1);
+      await run('gunzip', ['-t', path]);
+      const scratch = await createDatabase('igzip');
+      try {
+        await restoreWithPsql(path, scratch);
+        const original = await instance.app.db.withClient((client) => rowCounts(client));
+        expect(await withClient(scratch, (client) => rowCounts(client))).toEqual(original);
+      } finally {
+        await dropDatabase(scratch);
+      }
+      // Its manifest's SHA-256 is of the bytes igzip wrote.
+      const manifest = await instance.app.backups.manifests.read(filename);
+      expect(manifest?.sha256).toBe(createHash('sha256').update(file).digest('hex'));
+    } finally {
+      await instance.app.backups.deleteBackups([filename]);
+    }
+  });
+
+  it('fails a backup whose compressor fails, and leaves no file', async () => {
+    const { pgDump } = await clientToolsFor(await instance.app.db.serverVersion());
+    const dir = mkdtempSync(join(tmpdir(), 'lifeboat-bad-igzip-'));
+    try {
+      // Writes half a gzip header, then dies: its output ended, only its exit code tells.
+      const broken = join(dir, 'igzip');
+      writeFileSync(broken, `#!/bin/sh\nprintf '\\037\\213'\ncat > /dev/null\necho 'igzip: out of space' >&2\nexit 3\n`);
+      chmodSync(broken, 0o755);
+      const path = join(dir, 'out.sql.gz.tmp');
+      const error = await new DumpRepository(broken).dumpToFile({ pgDump, connection: instance.app.db.connection, path }).catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(String(error.message)).toMatch(/igzip exited with code 3: igzip: out of space/);
+      // The app's own backup with that compressor leaves no .tmp and no file.
+      const app = instance.app;
+      const before = readdirSync(app.backups.backupsFolder).sort();
+      const failing = new DatabaseBackupService(app.config, app.db, new DumpRepository(broken), new StorageRepository(), app.backups.backupsFolder, app.fileUse);
+      await expect(failing.createBackup()).rejects.toThrow(/igzip exited with code 3/);
+      expect(readdirSync(app.backups.backupsFolder).sort()).toEqual(before);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('BACKUP_COMPRESSOR=zlib, or no igzip on the machine, compresses with zlib', () => {
+    expect(findIgzip('zlib')).toBeNull();
+    expect(findIgzip('auto', '/nonexistent')).toBe(existsSync('/usr/bin/igzip') ? '/usr/bin/igzip' : existsSync('/usr/local/bin/igzip') ? '/usr/local/bin/igzip' : null);
+    expect(findIgzip('/opt/isal/bin/igzip')).toBe('/opt/isal/bin/igzip');
   });
 
   it('makes restore points with their prefix', async () => {

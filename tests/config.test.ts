@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Lifeboat } from '../src/lib/server/app';
 import { ConfigError, loadConfig } from '../src/lib/server/config';
+import { findIgzip } from '../src/lib/server/process/igzip';
 import { StorageLayoutError } from '../src/lib/server/services/storage.service';
 
 function configError(env: Record<string, string>): ConfigError {
@@ -31,6 +32,7 @@ describe('loadConfig', () => {
       restoreAllowPrivileged: false,
       restoreJobs: Math.min(8, availableParallelism()),
       keepReplacedDatabase: false,
+      igzip: findIgzip('auto'),
     });
   });
 
@@ -47,6 +49,7 @@ describe('loadConfig', () => {
       RESTORE_ALLOW_PRIVILEGED: 'true',
       RESTORE_JOBS: '3',
       RESTORE_KEEP_REPLACED_DATABASE: 'true',
+      BACKUP_COMPRESSOR: 'zlib',
     });
     expect(config).toEqual({
       uploadLocation: '/srv/photos',
@@ -59,6 +62,7 @@ describe('loadConfig', () => {
       restoreAllowPrivileged: true,
       restoreJobs: 3,
       keepReplacedDatabase: true,
+      igzip: null,
     });
   });
 

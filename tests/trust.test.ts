@@ -56,12 +56,17 @@ describe('manifests and verification', () => {
     const { createHash } = await import('node:crypto');
     expect(manifest!.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(manifest!.size).toBe(bytes.length);
-    expect(manifest!.uncompressedSize).toBeGreaterThan(bytes.length);
-    expect(manifest!.tables).toEqual(await tableRows(app));
-    expect(manifest!.tables['public.assets']).toBe(200);
+    // igzip compressed it outside this process: the rows are counted by the verification that follows every backup.
+    expect(manifest!.rowsPending).toBe(true);
+    expect(manifest!.tables).toEqual({});
 
     const verification = await app.verification.verify(filename);
     expect(verification).toMatchObject({ status: 'verified', sha256: manifest!.sha256, error: null });
+    const counted = await app.backups.manifests.read(filename);
+    expect(counted!.rowsPending).toBe(false);
+    expect(counted!.uncompressedSize).toBeGreaterThan(bytes.length);
+    expect(counted!.tables).toEqual(await tableRows(app));
+    expect(counted!.tables['public.assets']).toBe(200);
     const listed = (await app.backups.listBackups()).find((file) => file.filename === filename);
     expect(listed?.verification?.status).toBe('verified');
     expect(listed?.drill?.status).toBe('never');
@@ -208,6 +213,7 @@ describe('restore drills', () => {
 
   it('a drill compares rows with the manifest', async () => {
     const { app, filename } = await seeded(20);
+    await app.verification.verify(filename);
     await app.backups.manifests.update(filename, (m) => ({ ...m, tables: { ...m.tables, 'public.assets': 21 } }));
     const drill = await (await app.drills.start(filename)).done;
     expect(drill.status).toBe('failed');

@@ -103,7 +103,7 @@ export class Lifeboat {
     this.auth = new AuthService(this.users, this.storage);
     this.assetService = new AssetService(config.uploadLocation, this.assets, this.storageRepository);
     this.userService = new UserService(this.users, this.storage);
-    this.backups = new DatabaseBackupService(config, db, new DumpRepository(), this.storageRepository, this.storage.backupsFolder, this.fileUse);
+    this.backups = new DatabaseBackupService(config, db, new DumpRepository(config.igzip), this.storageRepository, this.storage.backupsFolder, this.fileUse);
     this.systemConfig = new SystemConfigService(this.metadata);
     const logError = (line: string) => console.error(`[lifeboat] ${line}`);
     this.notifications = new NotificationService({ systemConfig: this.systemConfig, storage: this.storageRepository, stateDir, log, logError });

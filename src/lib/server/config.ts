@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { findIgzip } from './process/igzip';
 
 /** Where the instance database lives: a cluster the app runs itself, or a server the admin gave us. */
 export type DatabaseConfig =
@@ -29,6 +30,8 @@ export interface Config {
   restoreJobs: number;
   /** Keep the database a staged restore replaced (renamed) after its restore-point file is written, until the next restore; else it is dropped then. */
   keepReplacedDatabase: boolean;
+  /** igzip's path when backups are compressed with it (`BACKUP_COMPRESSOR`, default: igzip when installed), else null: zlib. */
+  igzip: string | null;
 }
 
 export class ConfigError extends Error {
@@ -144,5 +147,6 @@ export function loadConfig(env: Env = process.env): Config {
     restoreAllowPrivileged: booleanOf(env, 'RESTORE_ALLOW_PRIVILEGED', false),
     restoreJobs: env.RESTORE_JOBS ? positiveIntOf(env, 'RESTORE_JOBS', 1) : Math.min(8, availableParallelism()),
     keepReplacedDatabase: booleanOf(env, 'RESTORE_KEEP_REPLACED_DATABASE', false),
+    igzip: findIgzip(env.BACKUP_COMPRESSOR, env.PATH),
   };
 }

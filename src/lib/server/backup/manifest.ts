@@ -21,6 +21,8 @@ export interface BackupManifest extends BackupManifestDto {
   format: number;
   /** How the manifest came to be: written with the backup, with an upload, or on the file's first verification. */
   source: 'backup' | 'upload' | 'verification';
+  /** The rows (and uncompressed size) are still to be counted: by the file's first verification, from the SHA-256-checked bytes. */
+  rowsPending?: boolean;
   verification: BackupVerification;
   drill: BackupDrill;
   /** The restore preview's reading of the dump (see PreviewService), cached: it is the same for the same SHA-256. */

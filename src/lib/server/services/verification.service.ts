@@ -65,8 +65,8 @@ export class VerificationService {
     try {
       const manifest = await this.deps.backups.manifests.read(filename);
       const digest = new FileDigest();
-      // Rows are counted only for a manifest still to be made; the end line is always looked for.
-      const stats = new DumpStats(this.deps.databaseName, { rows: !manifest });
+      // Rows are counted only for a manifest still to be made or still without them; the end line is always looked for.
+      const stats = new DumpStats(this.deps.databaseName, { rows: !manifest || manifest.rowsPending === true });
       let readError: string | null = null;
       try {
         await this.deps.reader.read(path, {
@@ -89,7 +89,10 @@ export class VerificationService {
       };
       // Deleted while it was read: nothing to record (a manifest would be an orphan).
       if (!(await this.deps.backups.statOf(filename))) return verification;
-      if (manifest) {
+      if (manifest?.rowsPending && !problem) {
+        // The bytes are the ones written (same SHA-256): their rows are the backup's.
+        await this.deps.backups.manifests.update(filename, (current) => ({ ...current, tables: contents.tables, uncompressedSize: contents.uncompressedSize, rowsPending: false, verification }));
+      } else if (manifest) {
         await this.deps.backups.manifests.update(filename, (current) => ({ ...current, verification }));
       } else {
         const info = parseBackupName(filename);
