@@ -118,7 +118,7 @@ describe('POST /api/admin/database-backups/upload', () => {
     expect(readFileSync(stored).equals(gz)).toBe(true);
   });
 
-  it('records the manifest while the file arrives (SHA-256, rows per table), then verifies it', async () => {
+  it('records the manifest while the file arrives (SHA-256), then its verification counts the rows with zlib', async () => {
     const { app } = server.instance;
     const { filename } = await app.backups.createBackup();
     // Its own rows are counted by its verification (igzip compressed it outside the process).
@@ -128,10 +128,12 @@ describe('POST /api/admin/database-backups/upload', () => {
     expect(status).toBe(201);
     const manifest = await app.backups.manifests.read(body.filename!);
     expect(manifest).toMatchObject({ source: 'upload', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
-    expect(manifest!.tables).toEqual((await app.backups.manifests.read(filename))!.tables);
-    expect(Object.keys(manifest!.tables)).toContain('public.users');
     const verified = await app.verification.verify(body.filename!);
     expect(verified).toMatchObject({ status: 'verified', sha256: manifest!.sha256 });
+    const counted = await app.backups.manifests.read(body.filename!);
+    expect(counted!.rowsPending).not.toBe(true);
+    expect(counted!.tables).toEqual((await app.backups.manifests.read(filename))!.tables);
+    expect(Object.keys(counted!.tables)).toContain('public.users');
     await app.backups.deleteBackups([filename, body.filename!]);
   });
 
@@ -143,6 +145,24 @@ describe('POST /api/admin/database-backups/upload', () => {
     const stored = join(server.instance.uploadLocation, 'backups', 'uploaded-large.sql.gz');
     expect(readFileSync(stored).equals(gz)).toBe(true);
     rmSync(stored);
+  });
+
+  it('a gzip whose bytes after its end end in a forged trailer passes the fast check, but its verification (zlib, as the restore reads) finds it corrupted and a restore is refused', async () => {
+    const { app } = server.instance;
+    // Large: the dump-header check reads only the head, not the end.
+    const member = largeDump();
+    // igzip ignores what follows the member; the last 8 bytes repeat the member's CRC-32 and length.
+    const gz = Buffer.concat([member, Buffer.from('junk'), member.subarray(-8)]);
+    const { status, body } = await post(server, form('forged.sql.gz', gz));
+    expect(status).toBe(201);
+    const verification = await app.verification.verify(body.filename!);
+    expect(verification.status).toBe('corrupted');
+    expect(verification.error).toMatch(/gzip data is damaged/);
+    // Its manifest never got rows from it, and the restore refuses it before anything changes.
+    expect((await app.backups.manifests.read(body.filename!))!.tables).toEqual({});
+    await expect(app.restore.startRestore(body.filename!, { by: 'test' })).rejects.toThrow(/cannot be restored: verification found it corrupted/);
+    expect(app.maintenance.isActive()).toBe(false);
+    await app.backups.deleteBackups([body.filename!]);
   });
 
   it('stores a good plain .sql, and keeps only the base name of a path', async () => {
@@ -255,6 +275,14 @@ describe('POST /api/admin/database-backups/upload', () => {
       const gz = Buffer.concat([gzipSync(DUMP), gzipSync(DUMP).subarray(0, 30)]);
       const { status } = await post(server, form('tail.sql.gz', gz));
       expect(status).toBe(400);
+      expect(backupFiles(server)).toEqual(before);
+    });
+
+    it('a gzip followed by bytes that are no member at all → 400 (igzip stops there quietly; zlib, which decides then, does not)', async () => {
+      const gz = Buffer.concat([gzipSync(DUMP), Buffer.from('this is not gzip')]);
+      const { status, body } = await post(server, form('garbage.sql.gz', gz));
+      expect(status).toBe(400);
+      expect(body.message).toMatch(/not a valid gzip/);
       expect(backupFiles(server)).toEqual(before);
     });
 

@@ -12,6 +12,8 @@ export interface UploadContents {
   sha256: string;
   size: number;
   stats: DumpStatsResult;
+  /** The rows were not counted on arrival (igzip checked the gzip): the verification that follows counts them. */
+  rowsPending?: boolean;
 }
 
 export const MANIFEST_SUFFIX = '.manifest.json';

@@ -18,7 +18,7 @@ const services = new WeakMap<Lifeboat, BackupUploadService>();
 export function uploadServiceFor(app: Lifeboat): BackupUploadService {
   let service = services.get(app);
   if (!service) {
-    service = new BackupUploadService(app.backups, app.storageRepository, new UploadRepository(), app.config.uploadMaxBytes, app.config.database.database);
+    service = new BackupUploadService(app.backups, app.storageRepository, new UploadRepository(), app.config.uploadMaxBytes, app.config.database.database, app.config.igzip);
     services.set(app, service);
   }
   return service;
@@ -93,7 +93,7 @@ function receive(req: IncomingMessage, service: BackupUploadService, temps: stri
       const path = service.tempPath();
       temps.push(path);
       return path;
-    }, service.databaseName),
+    }, service.databaseName, service.igzip),
     limits: { fileSize: service.maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
     // Name and conflict are known from the part header: refuse before a byte is stored.
     fileFilter: (_req, file, callback) => {

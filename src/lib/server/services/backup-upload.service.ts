@@ -34,6 +34,8 @@ export class BackupUploadService {
     readonly maxBytes: number,
     /** The instance database: of a pg_dumpall upload, its section's rows go into the manifest. */
     readonly databaseName: string,
+    /** igzip's path: it checks a .gz upload's whole stream as it arrives (null: zlib does). */
+    readonly igzip: string | null = null,
   ) {}
 
   get folder(): string {
@@ -115,6 +117,7 @@ export class BackupUploadService {
         postgresVersion: info.postgresVersion,
         createdAt: new Date().toISOString(),
         tables: contents.stats.tables,
+        ...(contents.rowsPending ? { rowsPending: true } : {}),
         source: 'upload',
       }),
     );
