@@ -2,7 +2,7 @@
 // same backup, timed in one run on a scratch instance (embedded cluster, fsync on) filled
 // with at least 1 GB of demo data. Prints:
 //   - the restore step alone, as a restore runs it: a new database beside the instance's, the dump
-//     into it (gunzip → restore filter → parallel load on RESTORE_JOBS connections), the swap of names
+//     into it (gunzip, igzip for a verified file → restore filter → parallel load on RESTORE_JOBS connections), the swap of names
 //     / raw gunzip | psql into a fresh empty database   (target ≤ 0.85); the in-place fallback, for information
 //   - the whole restore (from the request until maintenance ends: staged load, swap, migrations,
 //     health check; the replaced database is saved as a restore-point file afterwards) / raw  (target ≤ 1.0)
@@ -54,6 +54,10 @@ async function main(): Promise<void> {
     const { db } = app;
 
     const { filename } = await app.backups.createBackup();
+    // As after every backup: verified (zlib), its rows counted; a verified file may be inflated by igzip.
+    const verification = await app.verification.verify(filename);
+    if (verification.status !== 'verified') throw new Error(`The backup did not verify: ${verification.error}`);
+    const manifest = (await app.backups.manifests.read(filename))!;
     const dump = await app.restore.validate(filename);
     console.log(`  backup ${filename}: ${mib(dump.size)}\n`);
     // The administrator (the embedded cluster's superuser): the app's own role may not CHECKPOINT or create databases.
@@ -103,6 +107,7 @@ async function main(): Promise<void> {
         signal: new AbortController().signal,
         jobs: app.config.restoreJobs,
         spoolFolder: join(instance.root, 'spool'),
+        igzip: app.config.igzip,
         onProgress: ({ detail }) => {
           if (!postData && detail.startsWith('Building')) postData = performance.now();
         },
@@ -120,6 +125,9 @@ async function main(): Promise<void> {
         compressed: dump.compressed,
         prelude: prelude('staged'),
         filter: createRestoreFilter({ databaseName: db.connection.database, existingRoles: roles, allowedExtensions: ALLOWED_EXTENSIONS }),
+        // As RestoreService.load: the bytes checked against the verified manifest before COMMIT, igzip inflating.
+        expectFile: { sha256: manifest.sha256, size: manifest.size, verified: true, error: 'the backup changed during the benchmark' },
+        igzip: app.config.igzip,
       });
     // The restore step as a restore runs it (staged): a new database beside the instance's,
     // the dump into it in one transaction, then the swap of names. The old data is dropped
@@ -131,7 +139,11 @@ async function main(): Promise<void> {
       const staged = new StagedDatabase(repository, db.admin ?? db.connection);
       const [ms] = await timed(async () => {
         await staged.create(facts!, db.connection.user);
-        await loadParallel(staged.staged);
+        // As RestoreService.load chooses: one connection (one psql, one transaction) below 2 jobs.
+        if (app.config.restoreJobs < 2) {
+          await load(staged.staged);
+          stages = 'one connection';
+        } else await loadParallel(staged.staged);
         await staged.swapIn();
       });
       const [dropMs] = await timed(() => staged.dropReplaced());

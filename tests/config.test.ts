@@ -30,7 +30,7 @@ describe('loadConfig', () => {
       uploadMaxBytes: 20480 * 1024 * 1024,
       childTimeoutMs: 360 * 60 * 1000,
       restoreAllowPrivileged: false,
-      restoreJobs: Math.min(8, availableParallelism()),
+      restoreJobs: Math.max(1, Math.min(8, availableParallelism() - 1)),
       keepReplacedDatabase: false,
       igzip: findIgzip('auto'),
     });

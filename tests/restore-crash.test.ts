@@ -46,7 +46,8 @@ describe('a restore killed with SIGKILL during the restore step', () => {
   it('leaves the database intact (old or new, never a mix) and the maintenance state visible after a restart', async () => {
     database = await createDatabase('crash');
     const { host, port, user } = testCluster();
-    const env = { UPLOAD_LOCATION: uploadLocation, DB_HOSTNAME: host, DB_PORT: String(port), DB_USERNAME: user, DB_DATABASE_NAME: database };
+    // Two connections: killed during the parallel load (one connection is the default on two cores).
+    const env = { UPLOAD_LOCATION: uploadLocation, DB_HOSTNAME: host, DB_PORT: String(port), DB_USERNAME: user, DB_DATABASE_NAME: database, RESTORE_JOBS: '2' };
     const start = () => Lifeboat.start(loadConfig(env), { log: () => undefined });
 
     let app = await start();

@@ -20,8 +20,9 @@ afterEach(async () => {
   for (const instance of instances.splice(0)) await instance.close();
 });
 
+// Two connections at least, whatever the machine's default (one on two cores): this file is about the parallel load.
 async function instance(env: Record<string, string> = {}) {
-  const made = await startInstance({ env });
+  const made = await startInstance({ env: { RESTORE_JOBS: '2', ...env } });
   instances.push(made);
   await seed(made.app.db, { assets: 3000 });
   return made;

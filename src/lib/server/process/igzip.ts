@@ -2,7 +2,8 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { startChild, type ManagedChild } from './child';
+import { createGunzip } from 'node:zlib';
+import { ChildProcessError, startChild } from './child';
 
 /**
  * igzip, from Intel's ISA-L (Debian: `apt-get install isal`), writes the same .gz format as gzip
@@ -43,7 +44,11 @@ export interface ChildCompressor {
 
 /** `igzip -1 -c` as a stream; the child is killed when the signal aborts or the stream is destroyed. */
 export function igzipStream(igzip: string, signal?: AbortSignal): ChildCompressor {
-  const managed = startChild(igzip, IGZIP_ARGS, { stdio: ['pipe', 'pipe', 'pipe'], signal });
+  return childStream(igzip, IGZIP_ARGS, signal);
+}
+
+function childStream(igzip: string, args: string[], signal?: AbortSignal): ChildCompressor {
+  const managed = startChild(igzip, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
   const stream = Duplex.from({ writable: managed.child.stdin!, readable: managed.child.stdout! });
   // Destroyed before its output ended (the pipeline failed elsewhere): the child must not linger. After a normal end it exits by itself.
   stream.once('close', () => {
@@ -52,6 +57,23 @@ export function igzipStream(igzip: string, signal?: AbortSignal): ChildCompresso
   // A failed start or a crash fails the stream, so the pipeline around it stops.
   managed.done.catch((error: Error) => stream.destroy(error));
   return { stream, done: managed.done };
+}
+
+/**
+ * The text of a .sql.gz for a restore or a drill: igzip (`-d -c`, about twice zlib's speed) for a
+ * file whose bytes are proven, before anything is committed or swapped in, to be the ones zlib
+ * verified (`trusted`: its manifest says verified and the caller compares the SHA-256 of what it
+ * read): for a stream zlib accepts whole, both give the same text. Anything else: zlib. `done`
+ * settles when igzip exited; wait for it before committing, as igzip checks the CRC after its output.
+ */
+export function inflateStream(igzip: string | null, trusted: boolean, signal?: AbortSignal): ChildCompressor {
+  if (!igzip || !trusted) return { stream: createGunzip({ chunkSize: 256 * 1024 }), done: Promise.resolve() };
+  return childStream(igzip, ['-d', '-c'], signal);
+}
+
+/** A gzip error from either inflater (zlib's Z_* codes, igzip's exit): the file is damaged. */
+export function isInflateError(error: unknown): boolean {
+  return !!(error as { code?: string }).code?.startsWith('Z_') || (error instanceof ChildProcessError && /^igzip /.test(error.message));
 }
 
 /** What IgzipCheck found: intact, broken (with why), or undecided (zlib must read the file to tell). */
@@ -122,6 +144,8 @@ export class IgzipCheck {
   #tail: Buffer = Buffer.alloc(0);
   #inBytes = 0;
   #stopped = false;
+  /** igzip (and wc) exited: no more input is taken. */
+  #exited = false;
 
   constructor(igzip: string) {
     // A small heap: the worker only moves buffers (the RSS an upload may add is bounded).
@@ -138,12 +162,26 @@ export class IgzipCheck {
       this.#worker.on('error', (error) => resolve({ code: null, signal: null, wcCode: null, out: 0, stderr: '', failed: error.message }));
       this.#worker.on('exit', () => resolve({ code: null, signal: null, wcCode: null, out: 0, stderr: '', failed: 'the check stopped' }));
     });
-    this.#done.finally(() => void this.#worker.terminate());
+    this.#done.finally(() => {
+      // Exited before its input ended (igzip stops at bytes after the last member): slices sent now would never come back.
+      this.#exited = true;
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      waiting?.();
+      void this.#worker.terminate();
+    });
   }
 
   /** Takes a piece of the file (copied); false when igzip is MAX_SLICES behind, and then `onRoom` is called once it caught up. */
   feed(piece: Buffer, onRoom: () => void): boolean {
-    if (this.#stopped) return true;
+    this.#inBytes += piece.length;
+    this.#tail = piece.length >= 8 ? Buffer.from(piece.subarray(-8)) : Buffer.concat([this.#tail, piece]).subarray(-8);
+    return this.#push(piece, onRoom);
+  }
+
+  #push(piece: Buffer, onRoom: () => void): boolean {
+    // Stopped, or igzip stopped reading (bytes after the last member): the rest only counts for the trailer, and zlib will decide.
+    if (this.#stopped || this.#exited) return true;
     let offset = 0;
     while (offset < piece.length) {
       if (!this.#fill) {
@@ -151,7 +189,7 @@ export class IgzipCheck {
         if (!free && this.#slices >= MAX_SLICES) {
           const rest = piece.subarray(offset);
           this.#waiting = () => {
-            if (this.feed(rest, onRoom)) onRoom();
+            if (this.#push(rest, onRoom)) onRoom();
           };
           return false;
         }
@@ -162,10 +200,8 @@ export class IgzipCheck {
       const bytes = piece.copy(this.#fill, this.#fillBytes, offset);
       this.#fillBytes += bytes;
       offset += bytes;
-      this.#inBytes += bytes;
       if (this.#fillBytes === SLICE) this.#send();
     }
-    this.#tail = piece.length >= 8 ? Buffer.from(piece.subarray(-8)) : Buffer.concat([this.#tail, piece]).subarray(-8);
     return true;
   }
 
@@ -197,7 +233,7 @@ export class IgzipCheck {
     this.#fill = null;
     this.#fillBytes = 0;
     if (!slice) return;
-    if (bytes === 0) {
+    if (bytes === 0 || this.#exited) {
       this.#free.push(slice.buffer as ArrayBuffer);
       return;
     }

@@ -3,13 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { open, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import pg from 'pg';
 import { bytesCounter } from '../backup/parallel-gzip';
 // The dump's last lines, anchored at its end (the same words in the rows of a file cut short are not its end).
 import { END_MARKER } from '../backup/dump-stats';
 import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
+import { FileDigest } from '../backup/manifest';
+import { inflateStream, isInflateError } from '../process/igzip';
 import { ChildProcessError, startChild } from '../process/child';
 import { databaseProperties, dropRole, ensureUnprivilegedRole, handOver, rightsOf, setDatabaseProperties, withAdmin, type DatabaseProperties, type RoleRights } from '../db/roles';
 
@@ -44,6 +45,12 @@ export interface LoadDumpOptions {
   timeoutMs?: number;
   /** Bytes of the file (compressed) read so far. */
   onBytesRead?: (bytes: number) => void;
+  /**
+   * The file must be this one (its manifest's SHA-256 and size): checked on the bytes read, before
+   * COMMIT. `error` is thrown otherwise. With `igzip` (its path) and a verified manifest, igzip inflates.
+   */
+  expectFile?: { sha256: string; size: number; verified: boolean; error: string };
+  igzip?: string | null;
 }
 
 /** An extension the dump needs, created by the app before the load (see restore/extensions.ts). */
@@ -117,6 +124,18 @@ export function endMarkerCheck(): Transform {
     flush(callback) {
       if (END_MARKER.test(tail.toString('latin1'))) callback();
       else callback(new DumpReadError('The dump is incomplete: it does not end with the "PostgreSQL database dump complete" line (the file was cut short or edited).'));
+    },
+  });
+}
+
+/** A pass-through whose end waits for `check`: a rejection fails the pipeline before anything after it sees the end. */
+function beforeCommit(check: () => Promise<void>): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      callback(null, chunk);
+    },
+    flush(callback) {
+      check().then(() => callback(), (error: Error) => callback(error));
     },
   });
 }
@@ -204,14 +223,22 @@ export class RestoreRepository {
   async loadDump(options: LoadDumpOptions): Promise<void> {
     const psql = startRestorePsql(options);
     const stdin = psql.child.stdin!;
+    const { expectFile } = options;
+    const digest = expectFile ? new FileDigest() : null;
+    const inflate = options.compressed ? inflateStream(options.igzip ?? null, !!expectFile?.verified, options.signal) : { stream: new PassThrough(), done: Promise.resolve() };
     const fed = pipeline(
       options.file
         ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
         : createReadStream(options.path, { highWaterMark: 1024 * 1024 }),
-      bytesCounter((total) => options.onBytesRead?.(total)),
-      options.compressed ? createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough(),
+      bytesCounter((total) => options.onBytesRead?.(total), digest ? (chunk) => digest.update(chunk) : undefined),
+      inflate.stream,
       endMarkerCheck(),
       options.filter,
+      // Before COMMIT: the inflater exited cleanly (igzip checks the CRC after its output) and the bytes were the expected file's.
+      beforeCommit(async () => {
+        await inflate.done;
+        if (digest && expectFile && (digest.size !== expectFile.size || digest.digest() !== expectFile.sha256)) throw new Error(expectFile.error);
+      }),
       // psql's restricted mode, with a key the dump cannot know: psql itself refuses every meta-command in it (\! among them).
       psqlInput(stdin, `\\restrict ${randomBytes(24).toString('hex')}\n${options.prelude}`, COMMIT),
     );
@@ -221,8 +248,8 @@ export class RestoreRepository {
     if (input.status === 'rejected' && !(input.reason instanceof PsqlInputClosed)) {
       const reason = input.reason as Error;
       if (options.signal?.aborted) throw exit.status === 'rejected' ? exit.reason : reason;
-      // zlib errors ("unexpected end of file", "incorrect header check") mean a damaged archive.
-      if ((reason as { code?: string }).code?.startsWith('Z_')) {
+      // zlib errors ("unexpected end of file", "incorrect header check") or igzip's mean a damaged archive.
+      if (isInflateError(reason)) {
         throw new DumpReadError(`The backup file is damaged (${reason.message}): it is corrupted or was cut short.`, { cause: reason });
       }
       throw reason;

@@ -4,7 +4,7 @@ import type { Config } from '../config';
 import type { ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
 import { restorePsqlFor } from '../db/pg-binaries';
-import type { DumpExtension, RestoreRepository } from '../repositories/restore.repository';
+import type { DumpExtension, LoadDumpOptions, RestoreRepository } from '../repositories/restore.repository';
 import { ALLOWED_EXTENSIONS } from './extensions';
 import type { RestoreLog } from './restore-log';
 import type { ValidatedDump } from './validate-backup';
@@ -42,9 +42,11 @@ export async function loadDump(
     file?: FileHandle;
     /** Share of the file read (0..1); the current task's progress by default. */
     onProgress?: (fraction: number) => void;
+    /** The file its manifest describes: checked before COMMIT (see RestoreRepository.loadDump). */
+    expectFile?: LoadDumpOptions['expectFile'];
   },
 ): Promise<void> {
-  const { signal, file, onProgress = (fraction) => log.progress(fraction) } = options;
+  const { signal, file, expectFile, onProgress = (fraction) => log.progress(fraction) } = options;
   const { db, repository } = deps;
   const psql = await restorePsqlFor(await db.serverVersion(), deps.config.pgBinDir);
   if (dump.kind === 'cluster') await log.info(`${dump.filename} is a cluster dump (pg_dumpall): only the "${db.connection.database}" database's part is restored`);
@@ -60,6 +62,8 @@ export async function loadDump(
     signal,
     timeoutMs: deps.config.childTimeoutMs,
     onBytesRead: (bytes) => onProgress(bytes / Math.max(1, dump.size)),
+    expectFile,
+    igzip: deps.config.igzip,
   });
   onProgress(1);
   if (summary) await log.info(describeSummary(summary));

@@ -5,7 +5,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { inflateStream, isInflateError } from '../process/igzip';
 import { formatBytes } from '../../shared/format';
 import { bytesCounter } from '../backup/parallel-gzip';
 import type { ConnectionOptions } from '../db/connection';
@@ -36,6 +36,8 @@ export interface ParallelLoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Sees the file's bytes as they are read (a drill hashes what it loads). */
   onFileChunk?: (chunk: Buffer) => void;
+  /** igzip's path, for a file the caller proves (by its SHA-256, before using the result) to be one zlib verified; else zlib inflates. */
+  igzip?: string | null;
 }
 
 export interface ParallelLoadResult {
@@ -259,17 +261,22 @@ export async function loadDumpParallel(deps: LoadDeps, dump: ValidatedDump, log:
       const input = options.file
         ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
         : createReadStream(dump.path, { highWaterMark: 1024 * 1024 });
-      const reading = pipeline(
+      const inflate = dump.compressed ? inflateStream(options.igzip ?? null, true, signal) : { stream: new PassThrough(), done: Promise.resolve() };
+      const reading = Promise.all([
+        pipeline(
         input,
         bytesCounter((total) => (compressedRead = total), options.onFileChunk),
-        dump.compressed ? createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough(),
+        inflate.stream,
         bytesCounter((total) => (textRead = total)),
         endMarkerCheck(),
         filter,
         new DumpSplitter(sink),
         { signal },
-      ).catch((error) => {
-        if ((error as { code?: string }).code?.startsWith('Z_')) throw new DumpReadError(`The backup file is damaged (${(error as Error).message}): it is corrupted or was cut short.`, { cause: error });
+        ),
+        // igzip checks the CRC after its output: its exit is part of the read.
+        inflate.done,
+      ]).catch((error) => {
+        if (isInflateError(error)) throw new DumpReadError(`The backup file is damaged (${(error as Error).message}): it is corrupted or was cut short.`, { cause: error });
         throw error;
       });
       reading.catch(fail);

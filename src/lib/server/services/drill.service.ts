@@ -330,6 +330,8 @@ export class DrillService {
           spoolFolder: join(this.deps.stateDir, 'drill-spool'),
           onProgress: ({ fraction, detail }) => log.progress(fraction, detail),
           onFileChunk: (chunk) => loaded.update(chunk),
+          // zlib verified these bytes whole (compared below): igzip may inflate them.
+          igzip: manifest?.verification.status === 'verified' && manifest.verification.sha256 === manifest.sha256 ? config.igzip : null,
         });
         await log.info(`Loaded ${result.tables} table(s) and ${result.postDataUnits} index, constraint and other step(s) in ${formatDuration(Date.now() - started)}`);
       } finally {

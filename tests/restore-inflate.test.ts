@@ -1,0 +1,124 @@
+// The restore's inflater: igzip for a file zlib verified whole, and nothing committed unless the
+// bytes read were that file and igzip exited cleanly (it checks the CRC after writing its output).
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { restorePsqlFor } from '../src/lib/server/db/pg-binaries';
+import { findIgzip } from '../src/lib/server/process/igzip';
+import { DumpReadError, prelude, RestoreRepository } from '../src/lib/server/repositories/restore.repository';
+import { ALLOWED_EXTENSIONS } from '../src/lib/server/restore/extensions';
+import { connectionFor, createDatabase, dropDatabase, withClient } from './helpers/pg';
+
+const DUMP = `--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+
+CREATE TABLE public.inflated (id integer NOT NULL, note text);
+
+COPY public.inflated (id, note) FROM stdin;
+${Array.from({ length: 5000 }, (_, i) => `${i}\tnote ${i}`).join('\n')}
+\\.
+
+--
+-- PostgreSQL database dump complete
+--
+
+`;
+
+const igzip = findIgzip('auto');
+let dir: string;
+let good: string;
+let badCrc: string;
+let database: string;
+let psql: string;
+
+beforeAll(async () => {
+  expect(igzip, 'igzip is not installed (Debian: apt-get install isal)').not.toBeNull();
+  dir = mkdtempSync(join(tmpdir(), 'lifeboat-inflate-'));
+  writeFileSync(join(dir, 'dump.sql'), DUMP);
+  good = join(dir, 'good.sql.gz');
+  writeFileSync(good, execFileSync(igzip!, ['-1', '-c', join(dir, 'dump.sql')]));
+  // The same member with its CRC-32 changed: every byte of text comes out, then igzip fails.
+  const bytes = readFileSync(good);
+  bytes[bytes.length - 8] ^= 0xff;
+  badCrc = join(dir, 'bad-crc.sql.gz');
+  writeFileSync(badCrc, bytes);
+  psql = await restorePsqlFor((await withClient('postgres', (c) => c.query('SHOW server_version'))).rows[0].server_version);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+async function load(path: string, expectFile: { sha256: string; size: number; verified: boolean; error: string }) {
+  database = await createDatabase('inflate');
+  const { user } = connectionFor(database);
+  return new RestoreRepository().loadDump({
+    psql,
+    connection: connectionFor(database),
+    path,
+    compressed: true,
+    prelude: prelude('staged'),
+    filter: createRestoreFilter({ databaseName: database, existingRoles: new Set([user]), allowedExtensions: ALLOWED_EXTENSIONS }),
+    expectFile,
+    igzip,
+  });
+}
+
+async function rows(): Promise<number | null> {
+  return withClient(database, async (client) => {
+    const { rows } = await client.query("SELECT to_regclass('public.inflated') AS t");
+    if (!rows[0].t) return null;
+    return Number((await client.query('SELECT count(*) AS n FROM public.inflated')).rows[0].n);
+  });
+}
+
+describe('the restore inflates a verified file with igzip, and commits only what it proved', () => {
+  it('loads a verified file through igzip', async () => {
+    try {
+      await load(good, { sha256: sha(good), size: readFileSync(good).length, verified: true, error: 'not this file' });
+      expect(await rows()).toBe(5000);
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('a CRC that igzip finds wrong at the end of the member: nothing is committed (its exit, or the missing end, stops the COMMIT)', async () => {
+    try {
+      const error = await load(badCrc, { sha256: sha(badCrc), size: readFileSync(badCrc).length, verified: true, error: 'not this file' }).catch((e) => e);
+      expect(error).toBeInstanceOf(DumpReadError);
+      expect(String(error.message)).toMatch(/damaged.*igzip|does not end with the "PostgreSQL database dump complete" line/);
+      expect(await rows()).toBeNull();
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('bytes that are not the manifest\'s file: nothing is committed, with the caller\'s reason', async () => {
+    try {
+      const error = await load(good, { sha256: '0'.repeat(64), size: readFileSync(good).length, verified: true, error: 'not the file its manifest describes' }).catch((e) => e);
+      expect(String(error?.message)).toMatch(/not the file its manifest describes/);
+      expect(await rows()).toBeNull();
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('an unverified file is inflated by zlib, which refuses the bad CRC itself', async () => {
+    try {
+      const error = await load(badCrc, { sha256: sha(badCrc), size: readFileSync(badCrc).length, verified: false, error: 'not this file' }).catch((e) => e);
+      expect(error).toBeInstanceOf(DumpReadError);
+      expect(String(error.message)).not.toMatch(/igzip/);
+      expect(await rows()).toBeNull();
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+});
