@@ -9,14 +9,13 @@
 // Ends with one JSON line: {"restoreStepRatio":…, "wholeRestoreRatio":…}.
 // Options: --db-mb N (database size to fill, default 1100), --rounds N (default 3; best of).
 // Removes the instance at the end.
-import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createRestoreFilter } from '../src/lib/server/dump-filter';
 import { ALLOWED_EXTENSIONS, checkExtensions } from '../src/lib/server/restore/extensions';
-import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
+import { MiB, mib, run, secs, startScratchInstance, timed } from './scratch-instance';
 import { childEnv, connectionArgs } from '../src/lib/server/db/connection';
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
 import { prelude, RestoreRepository } from '../src/lib/server/repositories/restore.repository';
@@ -25,23 +24,6 @@ import { loadDumpParallel } from '../src/lib/server/restore/parallel-load';
 import type { RestoreLog } from '../src/lib/server/restore/restore-log';
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited with ${code}: ${stderr}`))));
-  });
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const started = performance.now();
-  const result = await fn();
-  return [performance.now() - started, result];
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { 'db-mb': { type: 'string' }, rounds: { type: 'string' } } });

@@ -1,5 +1,6 @@
 // A throwaway instance for the benchmarks: embedded cluster with fsync on, in a temporary
 // folder, filled with demo rows (no files) until the database reaches the size asked for.
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,25 @@ import { fillDemoLibrary, type DemoResult } from '../src/lib/server/demo/demo-li
 export const MiB = 1024 * 1024;
 export const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 export const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/** Runs a command to its end (stdout dropped) and resolves with its time in ms; rejects with its stderr on a non-zero exit. */
+export function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited with ${code}: ${stderr}`))));
+  });
+}
+
+/** The time fn takes in ms, and its result. */
+export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const started = performance.now();
+  const result = await fn();
+  return [performance.now() - started, result];
+}
 
 export interface ScratchInstance {
   root: string;

@@ -19,25 +19,8 @@ import { prelude } from '../src/lib/server/repositories/restore.repository';
 import { checkExtensions } from '../src/lib/server/restore/extensions';
 import { StagedDatabase } from '../src/lib/server/restore/staged-database';
 import type { RestoreLog } from '../src/lib/server/restore/restore-log';
-import { MiB, mib, secs, startScratchInstance } from './scratch-instance';
+import { MiB, mib, run, secs, startScratchInstance, timed } from './scratch-instance';
 import { join } from 'node:path';
-
-function run(command: string, args: string[]): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited with ${code}: ${stderr}`))));
-  });
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const started = performance.now();
-  const result = await fn();
-  return [performance.now() - started, result];
-}
 
 /** Another process that asks `url` every 25 ms until told to stop, and prints its latencies. */
 function prober(url: string): { stop(): Promise<number[]> } {
