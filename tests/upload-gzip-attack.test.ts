@@ -4,40 +4,15 @@
  * zlib would reject must never be restorable, and what igzip checked must be what zlib reads.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { createGzip, crc32 as zlibCrc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handleUpload, UPLOAD_PATH } from '../src/lib/server/http/upload-route';
-import { startInstance, withClient, type TestInstance } from './helpers/pg';
+import { withClient } from './helpers/pg';
+import { backupFiles, DUMP as DUMP_HEAD, eventually, postUpload, startUploadServer, uploadForm, type UploadServer } from './helpers/upload-server';
 
-// The beginning of real `pg_dump` 15 output, a table and its data, and the end line.
-const DUMP = `--
--- PostgreSQL database dump
---
-
--- Dumped from database version 15.18
--- Dumped by pg_dump version 15.18
-
-SET statement_timeout = 0;
-SET client_encoding = 'UTF8';
-SELECT pg_catalog.set_config('search_path', '', false);
-
-CREATE TABLE public.notes (id integer NOT NULL, body text);
-
-COPY public.notes (id, body) FROM stdin;
-1	hello
-\\.
-
-
---
--- PostgreSQL database dump complete
---
-
-`;
+// A dump's beginning, a table and its data, and the end line.
+const DUMP = `${DUMP_HEAD}\n\n--\n-- PostgreSQL database dump complete\n--\n\n`;
 
 // ---------- gzip crafting ----------
 
@@ -145,60 +120,8 @@ function zlibInflate(bytes: Buffer): Buffer | Error {
 
 // ---------- the server, as tests/upload.test.ts starts it ----------
 
-interface Server {
-  url: string;
-  instance: TestInstance;
-  admin: string;
-  close(): Promise<void>;
-}
-
-async function startServer(env: Record<string, string> = {}): Promise<Server> {
-  const instance = await startInstance({ env });
-  const { app } = instance;
-  await app.auth.adminSignUp({ email: 'admin@example.com', password: 'password123', name: 'Admin' });
-  const admin = (await app.auth.login({ email: 'admin@example.com', password: 'password123' })).accessToken;
-  const server = http.createServer((req, res) => {
-    if (req.url === UPLOAD_PATH && req.method === 'POST') handleUpload(req, res, app);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}${UPLOAD_PATH}`,
-    instance,
-    admin,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await instance.close();
-    },
-  };
-}
-
-function form(name: string, content: Buffer | string): FormData {
-  const body = new FormData();
-  body.append('file', new Blob([typeof content === 'string' ? content : new Uint8Array(content)]), name);
-  return body;
-}
-
-async function post(server: Server, name: string, content: Buffer | string) {
-  const response = await fetch(server.url, { method: 'POST', body: form(name, content), headers: { authorization: `Bearer ${server.admin}` } });
-  return { status: response.status, body: (await response.json()) as { message?: string; filename?: string; filesize?: number } };
-}
-
-/** Everything in backups/ but the folder marker and manifests. */
-function backupFiles(server: Server): string[] {
-  return readdirSync(join(server.instance.uploadLocation, 'backups')).filter((name) => name !== '.immich' && !name.endsWith('.manifest.json'));
-}
-
-async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return check();
-}
+const form = (name: string, content: Buffer | string) => uploadForm(name, content);
+const post = (server: UploadServer, name: string, content: Buffer | string) => postUpload(server, form(name, content));
 
 /** igzip and wc processes this test process started (the check's worker spawns them). */
 function checkChildren(): string[] {
@@ -218,12 +141,12 @@ const dumpText = Buffer.from(DUMP.replace('\\.\n', `${Array.from({ length: ROWS 
 const good = () => member(dumpText);
 
 describe('crafted .sql.gz uploads against the igzip check', () => {
-  let server: Server;
+  let server: UploadServer;
   let seq = 0;
   const name = (what: string) => `${what}-${++seq}.sql.gz`;
 
   beforeAll(async () => {
-    server = await startServer();
+    server = await startUploadServer();
   });
   afterAll(async () => {
     await server?.close();
