@@ -1,10 +1,11 @@
 // `npm run bench:upload`: streams a 1 GiB .sql.gz through the real upload route of the built
 // server (multer → gzip check on the way → disk → header check → rename) over loopback, and prints its throughput against a
-// plain "request body → file" server measured in the same run, and the server's RSS growth.
+// plain "request body → file" server (its own process) measured in the same run, and the server's RSS growth.
 // Best of UPLOAD_BENCH_ROUNDS (default 3) alternating rounds; the throughput counts until the 201 answer,
 // so the checks that finish after the last byte (gzip tail, header, fsync, rename) are in it.
 // Ends with one JSON line: {"uploadThroughputRatio":…, "rssGrowthMiB":…}.
-// Options (environment): UPLOAD_BENCH_MB (default 1024), UPLOAD_BENCH_ROUNDS (default 3), UPLOAD_BENCH_FILE.
+// Options (environment): UPLOAD_BENCH_MB (default 1024), UPLOAD_BENCH_ROUNDS (default 3), UPLOAD_BENCH_FILE,
+// UPLOAD_BENCH_PROFILE=<folder> (the server writes V8 CPU profiles there when it stops).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -116,27 +117,45 @@ function upload(url: string, file: string, headers: Record<string, string> = {},
   });
 }
 
-/** The baseline: the same request body piped straight into a file, in this process. */
-async function baseline(file: string, dir: string): Promise<UploadResult> {
-  const server = http.createServer((req, res) => {
-    const out = createWriteStream(join(dir, 'baseline.bin'));
-    pipeline(req, out).then(
-      () => res.writeHead(201).end('{}'),
-      () => res.writeHead(500).end(),
-    );
+// The baseline server: the same request body piped straight into a file, no checks, in its own
+// node process like the app's (the client, in this process, does not share its event loop).
+const BASELINE_SERVER = `
+const http = require('node:http');
+const { createWriteStream, rmSync } = require('node:fs');
+const { pipeline } = require('node:stream/promises');
+const path = require('node:path').join(process.env.BASELINE_DIR, 'baseline.bin');
+const server = http.createServer((req, res) => {
+  pipeline(req, createWriteStream(path)).then(
+    () => { rmSync(path, { force: true }); res.writeHead(201).end('{}'); },
+    () => res.writeHead(500).end(),
+  );
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'));
+`;
+
+async function startBaseline(dir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['-e', BASELINE_SERVER], { env: { ...process.env, BASELINE_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`the baseline server exited (${code})`)));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  try {
-    return await upload(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, file);
-  } finally {
-    server.close();
-    rmSync(join(dir, 'baseline.bin'), { force: true });
-  }
+  return { child, url: `http://127.0.0.1:${port}/` };
+}
+
+/** CPU seconds a process used itself, and its children that ended (igzip, wc), from /proc. */
+function cpuOf(pid: number): { own: number; children: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const ticks = (i: number) => Number(fields[i]) / 100;
+  return { own: ticks(11) + ticks(12), children: ticks(13) + ticks(14) };
 }
 
 async function startServer(uploadLocation: string, dbDataLocation: string): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['server.js'], {
+  const child = spawn(process.execPath, [...(process.env.UPLOAD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.UPLOAD_BENCH_PROFILE}`] : []), 'server.js'], {
     cwd: root,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', UPLOAD_LOCATION: uploadLocation, DB_DATA_LOCATION: dbDataLocation },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -168,6 +187,7 @@ async function main() {
   const uploadLocation = join(work, 'library');
   mkdirSync(uploadLocation);
   let server: Awaited<ReturnType<typeof startServer>> | null = null;
+  let stopBaseline = () => {};
   try {
     // UPLOAD_BENCH_FILE keeps the generated file between runs (it is made there when missing).
     const file = process.env.UPLOAD_BENCH_FILE || join(work, 'bench.sql.gz');
@@ -189,20 +209,31 @@ async function main() {
     const { accessToken } = (await login.json()) as { accessToken: string };
     const pid = server.child.pid!;
 
-    // Alternating rounds, best of each: the 2 cores are shared, so both sides meet the same noise.
+    const base = await startBaseline(work);
+    stopBaseline = () => base.child.kill('SIGTERM');
+    // The same warm-up for both servers (a first request of 64 MiB, untimed), then alternating
+    // rounds, best of each: the 2 cores are shared, so both sides meet the same noise.
+    const warmFile = join(work, 'warm-up.sql.gz');
+    await pipeline(createReadStream(file, { end: 64 * 1024 * 1024 - 1 }), createWriteStream(warmFile));
+    await upload(base.url, warmFile);
+    // Cut short, it is no valid gzip: the app refuses it after reading it all.
+    await upload(`${server.url}/api/admin/database-backups/upload`, warmFile, { authorization: `Bearer ${accessToken}` }, 'warm-up.sql.gz');
     const bases: UploadResult[] = [];
     const apps: UploadResult[] = [];
     let growth = 0;
     for (let round = 1; round <= ROUNDS; round++) {
-      const base = await baseline(file, work);
-      bases.push(base);
+      const baseResult = await upload(base.url, file);
+      if (baseResult.status !== 201) throw new Error(`the baseline answered ${baseResult.status}`);
+      bases.push(baseResult);
       const before = rssOf(pid);
+      const cpuBefore = cpuOf(pid);
       let peak = before.rss;
       const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid).rss)), 20);
       const name = `bench-${round}.sql.gz`;
       const result = await upload(`${server.url}/api/admin/database-backups/upload`, file, { authorization: `Bearer ${accessToken}` }, name);
       clearInterval(sampler);
       peak = Math.max(peak, rssOf(pid).rss);
+      const cpu = cpuOf(pid);
       if (result.status !== 201) throw new Error(`upload answered ${result.status}: ${result.body}`);
       const stored = join(uploadLocation, 'backups', `uploaded-${name}`);
       if (statSync(stored).size !== size) throw new Error('the stored file does not have the uploaded size');
@@ -210,7 +241,8 @@ async function main() {
       apps.push(result);
       growth = Math.max(growth, mb(peak - before.rss));
       const rate = (ms: number) => `${(mb(size) / (ms / 1000)).toFixed(0)} MB/s`;
-      console.log(`  round ${round}: baseline ${rate(base.totalMs)}; upload route ${rate(result.totalMs)} until the 201 answer (transfer ${rate(result.transferMs)}), RSS +${mb(peak - before.rss).toFixed(1)} MB`);
+      const cpuText = `server CPU ${(cpu.own - cpuBefore.own).toFixed(2)} s, its children's ${(cpu.children - cpuBefore.children).toFixed(2)} s`;
+      console.log(`  round ${round}: baseline ${rate(baseResult.totalMs)}; upload route ${rate(result.totalMs)} until the 201 answer (transfer ${rate(result.transferMs)}), RSS +${mb(peak - before.rss).toFixed(1)} MB, ${cpuText}`);
     }
 
     const best = (results: UploadResult[], key: 'transferMs' | 'totalMs') => Math.min(...results.map((r) => r[key]));
@@ -219,12 +251,13 @@ async function main() {
     const transferMs = best(apps, 'transferMs');
     const ratio = baseMs / appMs;
     console.log(`\nBest of ${ROUNDS} (${mb(size).toFixed(0)} MiB .sql.gz over loopback):`);
-    console.log(`  baseline (request body piped into a file, no checks): ${(mb(size) / (baseMs / 1000)).toFixed(0)} MB/s`);
+    console.log(`  baseline (request body piped into a file, no checks, its own process): ${(mb(size) / (baseMs / 1000)).toFixed(0)} MB/s`);
     console.log(`  upload route (multer, whole gzip checked beside the transfer, dump header, fsync, rename), until the 201 answer: ${(mb(size) / (appMs / 1000)).toFixed(0)} MB/s, ratio ${ratio.toFixed(2)} (target ≥ 0.50) ${ratio >= 0.5 ? 'OK' : 'MISSED'}`);
     console.log(`  the same, until the last byte was sent (before the answer): ratio ${(baseMs / transferMs).toFixed(2)}`);
     console.log(`  server RSS growth, largest of the rounds: ${growth.toFixed(1)} MB (target ≤ ${RSS_TARGET_MB} MB) ${growth <= RSS_TARGET_MB ? 'OK' : 'OVER TARGET'}`);
     console.log(JSON.stringify({ uploadThroughputRatio: Number(ratio.toFixed(3)), rssGrowthMiB: Number(growth.toFixed(1)) }));
   } finally {
+    stopBaseline();
     if (server && server.child.exitCode === null) {
       const exited = new Promise((resolve) => server!.child.once('exit', resolve));
       server.child.kill('SIGTERM');
