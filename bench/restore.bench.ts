@@ -6,11 +6,13 @@
 //     / raw gunzip | psql into a fresh empty database   (target ≤ 0.85); the in-place fallback, for information
 //   - the whole restore (from the request until maintenance ends: staged load, swap, migrations,
 //     health check; the replaced database is saved as a restore-point file afterwards) / raw  (target ≤ 1.0)
-// Ends with one JSON line: {"restoreStepRatio":…, "wholeRestoreRatio":…}.
+//   - for reference, PostgreSQL's own parallel restore of the same database: pg_restore -j2 of a
+//     custom-format dump (pg_dump -Fc -Z1), into a fresh empty database / raw (the issue's yardstick)
+// Ends with one JSON line: {"restoreStepRatio":…, "wholeRestoreRatio":…, "pgRestoreJ2Ratio":…}.
 // Options: --db-mb N (database size to fill, default 1100), --rounds N (default 3; best of).
 // Removes the instance at the end.
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createRestoreFilter } from '../src/lib/server/dump-filter';
@@ -44,7 +46,11 @@ async function main(): Promise<void> {
     console.log(`  backup ${filename}: ${mib(dump.size)}\n`);
     // The administrator (the embedded cluster's superuser): the app's own role may not CHECKPOINT or create databases.
     const adminConnection = db.admin ?? db.connection;
-    const { psql } = await clientToolsFor(serverVersion);
+    const { psql, pgDump } = await clientToolsFor(serverVersion);
+    const pgRestore = join(dirname(pgDump), 'pg_restore');
+    // The reference: the same database in pg_dump's custom format, as pg_restore -j needs (written by the cluster's own user).
+    const customDump = join(instance.root, 'reference.dump');
+    await run(pgDump, [...connectionArgs(adminConnection, db.connection.database), '--format=custom', '--compress=1', '--file', customDump], { ...process.env, ...childEnv(adminConnection) });
 
     const repository = new RestoreRepository();
     const scratch = new pg.Client({ ...adminConnection, database: 'postgres' });
@@ -132,7 +138,7 @@ async function main(): Promise<void> {
       return { ms, dropMs };
     };
     await settle(db.connection.database);
-    const results = { raw: [] as number[], staged: [] as number[], drop: [] as number[], inPlace: [] as number[], whole: [] as number[] };
+    const results = { raw: [] as number[], staged: [] as number[], drop: [] as number[], inPlace: [] as number[], whole: [] as number[], pgRestore: [] as number[] };
     // 3. The whole restore, as the page or the command line runs it: restore point, staged
     // restore step, migrations, health check, until maintenance mode ends.
     const wholeRestore = async () => {
@@ -153,6 +159,11 @@ async function main(): Promise<void> {
       results.raw.push(await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
       await scratch.query('DROP DATABASE bench_raw');
       await settle();
+      // The reference: pg_restore -j2 into a fresh empty database, as its superuser.
+      await freshDatabase('bench_pg_restore');
+      results.pgRestore.push(await run(pgRestore, [...connectionArgs(adminConnection, 'bench_pg_restore'), '--jobs=2', '--no-owner', customDump], { ...process.env, ...childEnv(adminConnection) }));
+      await scratch.query('DROP DATABASE bench_pg_restore');
+      await settle();
       // 2. The app's restore step, staged (the default), then in place (the fallback for a role
       // that may not create databases: one transaction in the instance database after the schema reset).
       await db.closePool();
@@ -163,14 +174,14 @@ async function main(): Promise<void> {
       results.inPlace.push((await timed(() => load(db.connection.database)))[0]);
       await settle(db.connection.database);
       console.log(
-        `  round ${round}: raw gunzip -c | psql ${secs(results.raw.at(-1)!)}; app restore step staged ${secs(ms)} (${stages}; then the old data dropped in ${secs(dropMs)}), in place ${secs(results.inPlace.at(-1)!)}`,
+        `  round ${round}: raw gunzip -c | psql ${secs(results.raw.at(-1)!)}; pg_restore -j2 ${secs(results.pgRestore.at(-1)!)}; app restore step staged ${secs(ms)} (${stages}; then the old data dropped in ${secs(dropMs)}), in place ${secs(results.inPlace.at(-1)!)}`,
       );
       results.whole.push(await wholeRestore());
       await settle(db.connection.database);
     }
     await scratch.end();
     const best = (values: number[]) => Math.min(...values);
-    const [raw, step, inPlace, whole] = [best(results.raw), best(results.staged), best(results.inPlace), best(results.whole)];
+    const [raw, step, inPlace, whole, pgRestoreMs] = [best(results.raw), best(results.staged), best(results.inPlace), best(results.whole), best(results.pgRestore)];
 
     const row = (name: string, ratio: number, target: number) =>
       console.log(`${name.padEnd(48)}${`${ratio.toFixed(2)}x`.padStart(8)}  target ≤ ${target.toFixed(2)}x ${ratio <= target ? 'OK' : 'MISSED'}`);
@@ -178,7 +189,8 @@ async function main(): Promise<void> {
     row(`restore step (staged, ${app.config.restoreJobs} connections) / raw`, step / raw, 0.85);
     row('whole restore / raw', whole / raw, 1.0);
     console.log(`${'restore step in place (fallback) / raw'.padEnd(48)}${`${(inPlace / raw).toFixed(2)}x`.padStart(8)}  (no target: used when the role may not create databases)`);
-    console.log(JSON.stringify({ restoreStepRatio: Number((step / raw).toFixed(3)), wholeRestoreRatio: Number((whole / raw).toFixed(3)) }));
+    console.log(`${'pg_restore -j2, custom format (reference) / raw'.padEnd(48)}${`${(pgRestoreMs / raw).toFixed(2)}x`.padStart(8)}  (PostgreSQL's own parallel restore of the same database, on this machine)`);
+    console.log(JSON.stringify({ restoreStepRatio: Number((step / raw).toFixed(3)), wholeRestoreRatio: Number((whole / raw).toFixed(3)), pgRestoreJ2Ratio: Number((pgRestoreMs / raw).toFixed(3)) }));
   } finally {
     await cleanup();
   }
