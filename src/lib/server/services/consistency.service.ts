@@ -89,6 +89,11 @@ export class ConsistencyService {
     return this.running;
   }
 
+  /** Settles once no comparison runs (one starts after each restore; a benchmark waits for it). */
+  async idle(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+
   /** The CSV of the last report (status,path per line); null when there is none. */
   async csv(): Promise<ReadStream | null> {
     if (!(await this.deps.files.exists(this.csvPath))) return null;
