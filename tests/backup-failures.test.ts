@@ -94,3 +94,26 @@ describe('the disk fills up during a backup', () => {
     expect(instance.app.lock.current).toBeNull();
   });
 });
+
+describe('a backup cancelled as it starts', () => {
+  let instance: TestInstance;
+  afterAll(async () => {
+    await instance?.close();
+  });
+
+  it('rejects with the cancellation, leaves no file, and leaves no rejection unhandled (vitest fails the run on one)', async () => {
+    instance = await startInstance();
+    const { app } = instance;
+    for (const when of ['before', 'at once'] as const) {
+      const controller = new AbortController();
+      if (when === 'before') controller.abort(new Error('cancelled before it started'));
+      const backup = app.backups.createBackup({ signal: controller.signal });
+      if (when === 'at once') controller.abort(new Error('cancelled at once'));
+      await expect(backup).rejects.toThrow(/cancelled/);
+      expect(leftovers(app.backups.backupsFolder).filter((name) => !name.endsWith('.manifest.json'))).toEqual([]);
+    }
+    // A backup after them still works.
+    const { filename } = await app.backups.createBackup();
+    expect(leftovers(app.backups.backupsFolder)).toContain(filename);
+  });
+});

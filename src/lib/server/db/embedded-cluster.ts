@@ -101,8 +101,12 @@ export class EmbeddedCluster {
   }
 
   async stop(): Promise<void> {
-    if (this.attached || !this.binDir || !existsSync(join(this.dataDir, 'postmaster.pid'))) return;
+    const pidFile = join(this.dataDir, 'postmaster.pid');
+    if (this.attached || !this.binDir || !existsSync(pidFile)) return;
+    const pid = firstLineNumber(pidFile);
     await run(join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '60', '-m', 'fast', 'stop'], this.runAs).catch(() => undefined);
+    // pg_ctl returns once postmaster.pid is gone, which the postmaster removes just before it exits: stopped means exited.
+    for (let i = 0; i < 100 && isLivePostgres(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
   /**

@@ -55,16 +55,11 @@ export class DumpRepository {
   }
 
   async dumpToFile(options: DumpToFileOptions): Promise<DumpResult> {
-    const dump = startChild(options.pgDump, pgDumpArgs(options.connection), {
-      env: childEnv(options.connection),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      signal: options.signal,
-      timeoutMs: options.timeoutMs,
-    });
+    if (options.compress !== false && this.igzip && !options.gzip && !options.onDumpChunk) return this.dumpThroughIgzip(this.igzip, options);
+    const dump = startDump(options);
     const children: ManagedChild[] = [dump];
     let dumpBytes = 0;
     let fileBytes = 0;
-    if (options.compress !== false && this.igzip && !options.gzip && !options.onDumpChunk) return this.dumpThroughIgzip(dump, this.igzip, options);
     const compressor = options.compress === false ? { stream: new PassThrough(), done: Promise.resolve() } : this.compressor(options);
     const compressed: Readable[] = [dump.child.stdout!, bytesCounter((total) => (dumpBytes = total), options.onDumpChunk), compressor.stream];
     const piped = pipeline(
@@ -101,16 +96,11 @@ export class DumpRepository {
    * fills at the last block), where igzip's exit status does not. The file is then read back
    * once, through one buffer, for `onFileChunk`; progress is its size, polled.
    */
-  private async dumpThroughIgzip(dump: ManagedChild, igzip: string, options: DumpToFileOptions): Promise<DumpResult> {
-    let file: FileHandle;
+  private async dumpThroughIgzip(igzip: string, options: DumpToFileOptions): Promise<DumpResult> {
+    // The file first: pg_dump starts only once there is somewhere to put its output.
+    const file = await open(options.path, 'wx+');
     try {
-      file = await open(options.path, 'wx+');
-    } catch (error) {
-      dump.kill('the backup file could not be created');
-      await dump.done.catch(() => undefined);
-      throw error;
-    }
-    try {
+      const dump = startDump(options);
       const spawnOptions = { signal: options.signal, timeoutMs: options.timeoutMs };
       const gzip = startChild(igzip, IGZIP_ARGS, { ...spawnOptions, stdio: [dump.child.stdout!, 'pipe', 'pipe'] });
       // Each pipe has one reader, so a writer whose reader died fails instead of blocking.
@@ -165,6 +155,15 @@ export class DumpRepository {
       compressor.done,
     ]);
   }
+}
+
+function startDump(options: DumpToFileOptions): ManagedChild {
+  return startChild(options.pgDump, pgDumpArgs(options.connection), {
+    env: childEnv(options.connection),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    signal: options.signal,
+    timeoutMs: options.timeoutMs,
+  });
 }
 
 /** One gzip member whose trailer says it holds 0 bytes (ISIZE, the last 4 bytes): igzip's output for empty input. */
