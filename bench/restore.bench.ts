@@ -112,7 +112,7 @@ async function main(): Promise<void> {
         path: dump.path,
         compressed: dump.compressed,
         prelude: prelude('staged'),
-        filter: createRestoreFilter({ databaseName: db.connection.database, existingRoles: roles, allowedExtensions: ALLOWED_EXTENSIONS }),
+        filter: createRestoreFilter({ databaseName: db.connection.database, existingRoles: roles, allowedExtensions: ALLOWED_EXTENSIONS, freezeCopies: true }),
         // As RestoreService.load: the bytes checked against the verified manifest before COMMIT, igzip inflating.
         expectFile: { sha256: manifest.sha256, size: manifest.size, verified: true, error: 'the backup changed during the benchmark' },
         igzip: app.config.igzip,

@@ -107,6 +107,27 @@ async function createOddObjects(db: App['db']): Promise<void> {
   });
 }
 
+/**
+ * Rows of `table` not written frozen (heap tuples without both XMIN bits of HEAP_XMIN_FROZEN), read
+ * with pageinspect as the superuser. A restore loads the tables it creates WITH (FREEZE).
+ */
+async function unfrozenRows(database: string, table: string): Promise<{ rows: number; unfrozen: number }> {
+  return withClient(database, async (client) => {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pageinspect');
+    try {
+      const { rows } = await client.query(
+        `SELECT count(*)::int AS rows, count(*) FILTER (WHERE (t_infomask & 768) <> 768)::int AS unfrozen
+           FROM generate_series(0, (pg_relation_size($1::regclass) / current_setting('block_size')::int - 1)::int) AS block,
+                LATERAL heap_page_items(get_raw_page($1::text, block)) WHERE lp_flags = 1`,
+        [table],
+      );
+      return rows[0];
+    } finally {
+      await client.query('DROP EXTENSION pageinspect');
+    }
+  });
+}
+
 describe('honest odd dumps round-trip byte for byte', () => {
   it.each([
     ['staged', false],
@@ -135,6 +156,11 @@ describe('honest odd dumps round-trip byte for byte', () => {
     expect(await dataDigest(app.db)).toEqual(data);
     expect.soft(await schemaDigest(app.db), 'the schema as plain psql loads the same dump').toEqual(schema);
     expect((await app.db.query('SELECT public.crlf_body() AS v')).rows[0].v).toBe('a\r\nb');
+    // Loaded frozen, staged or in place (one transaction that created the tables).
+    for (const table of ['public.program', 'public.copy', 'public.users']) {
+      expect(await unfrozenRows(database, table), table).toEqual({ rows: expect.any(Number), unfrozen: 0 });
+      expect((await unfrozenRows(database, table)).rows, table).toBeGreaterThan(0);
+    }
   });
 
   it('U&"..." identifiers, with and without UESCAPE, in COPY and GRANT statements', async () => {

@@ -12,7 +12,7 @@ import { ClusterSections, connectTarget } from '../dump-filter/cluster-sections'
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
 import { tokenize } from '../dump-filter/statement-rules';
 import { droppedDatabase, followSetting } from '../dump-filter/lexer-settings';
-import { nameParts } from '../restore/post-data-plan';
+import { nameParts } from '../dump-filter/statement-rules';
 
 /**
  * pg_dump's (or pg_dumpall's) last lines: the marker, its closing "--", and from 17.6/16.10/15.14 on

@@ -204,3 +204,52 @@ describe('cluster dumps (pg_dumpall)', () => {
     expect(error?.message).toMatch(/no section for the database "immich" \(it contains "other"\)/);
   });
 });
+
+describe('freezeCopies: rows of tables the load creates are written frozen', () => {
+  const freeze = { freezeCopies: true };
+  const frozenText = async (input: string) => {
+    const out = await filtered(input, freeze);
+    // Same bytes in chunks of one: the rewrite does not depend on where a chunk ends.
+    expect((await feed(bytewise(Buffer.from(input)), freeze)).output.toString('utf8')).toBe(out);
+    expect(out.split('\n').length, 'line numbers stay the dump\'s').toBe(input.split('\n').length);
+    return out;
+  };
+
+  it('adds FREEZE to the COPY of a table created earlier in the stream, keeping its data', async () => {
+    const dump = 'CREATE TABLE public.assets (\n    id uuid,\n    "from" text\n);\nCOPY public.assets (id, "from") FROM stdin;\nx\tCOPY public.assets (id) FROM stdin;\n\\.\nCREATE UNLOGGED TABLE IF NOT EXISTS "Odd"."t;x" (v text);\nCOPY "Odd"."t;x" (v)\nFROM STDIN ;\n\\.\n';
+    const out = await frozenText(dump);
+    expect(out).toBe(dump.replace('FROM stdin;\nx', 'FROM stdin WITH (FREEZE);\nx').replace('FROM STDIN ;', 'FROM STDIN WITH (FREEZE);'));
+  });
+
+  it('leaves every other COPY as it is', async () => {
+    const cases = [
+      // Not created in this stream (a table the load did not make: FREEZE would fail).
+      'CREATE TABLE public.a (v text);\nCOPY public.b (v) FROM stdin;\n\\.\n',
+      // Unqualified: another search path could make it another table.
+      'CREATE TABLE a (v text);\nCOPY a (v) FROM stdin;\n\\.\n',
+      // Partitioned tables and partitions (COPY FREEZE refuses a partitioned table).
+      'CREATE TABLE public.p (v int) PARTITION BY RANGE (v);\nCOPY public.p (v) FROM stdin;\n\\.\n',
+      'CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (9);\nCOPY public.p1 (v) FROM stdin;\n\\.\n',
+      // Temporary tables, a CREATE TABLE inside a function body, options of the dump's own.
+      'CREATE TEMP TABLE public.t (v text);\nCOPY public.t (v) FROM stdin;\n\\.\n',
+      "CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS $$CREATE TABLE public.t (v text)$$;\nCOPY public.t (v) FROM stdin;\n\\.\n",
+      'CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin WITH (FORMAT text);\n\\.\n',
+      // A COPY that is data of another COPY is data.
+      'CREATE TABLE public.t (v text);\nCOPY public.u (v) FROM stdin;\nCOPY public.t (v) FROM stdin;\n\\.\n',
+    ];
+    for (const dump of cases) expect(await frozenText(dump), dump).toBe(dump);
+  });
+
+  it('is off unless asked for', async () => {
+    await expectUnchanged('CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin;\nx\n\\.\n');
+  });
+
+  it('in a cluster dump, in the section of the instance database', async () => {
+    const out = await filtered(clusterDump, freeze);
+    const plain = await filtered(clusterDump);
+    expect(out).not.toBe(plain);
+    expect(out.replaceAll(' WITH (FREEZE);', ';')).toBe(plain);
+    // The instance database's two tables; the other databases' sections are left out as before.
+    expect(out.match(/ WITH \(FREEZE\);/g)).toHaveLength(2);
+  });
+});

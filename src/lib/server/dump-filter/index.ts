@@ -10,7 +10,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ClusterSections, connectTarget } from './cluster-sections';
 import { PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
-import { CANDIDATE_WORDS, decide, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
+import { CANDIDATE_WORDS, copyTable, createdTable, decide, freezeCopy, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
 
 export { DisallowedExtensionError } from './statement-rules';
 
@@ -23,6 +23,14 @@ export interface RestoreFilterOptions {
   allowedExtensions: ReadonlySet<string>;
   /** Schemas the app made for extensions before the load: the dump's CREATE/DROP SCHEMA of them are left out. */
   preparedSchemas?: ReadonlySet<string>;
+  /**
+   * The dump runs in one transaction that makes the tables it fills (a staged database, or in place
+   * after the schema reset): a COPY into a table created earlier in this stream is run WITH (FREEZE).
+   * Its rows are then written frozen and visible to all, so that the keys, indexes and foreign keys
+   * built next and every reader after the restore need no visibility check or hint-bit write per row.
+   * PostgreSQL refuses FREEZE (an error, the load rolls back) for a table not created in the transaction.
+   */
+  freezeCopies?: boolean;
   onNotice?: (message: string) => void;
   /** Once, at the end. */
   onSummary?: (summary: FilterSummary) => void;
@@ -48,6 +56,8 @@ class FilterCore implements LexerSink {
     extensions: [],
     cluster: false,
   };
+  /** Tables a CREATE TABLE of this stream made (freezeCopies). */
+  private readonly created = new Set<string>();
   /** Set by scanDumpHead: called with each statement's first word, may stop the scan. */
   onStatement: ((info: StatementInfo, inChosen: boolean) => void) | null = null;
 
@@ -65,7 +75,7 @@ class FilterCore implements LexerSink {
   }
 
   wants(firstWord: string): boolean {
-    return CANDIDATE_WORDS.has(firstWord) || this.onStatement !== null;
+    return CANDIDATE_WORDS.has(firstWord) || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
   }
 
   statement(text: Buffer, info: StatementInfo): void {
@@ -75,6 +85,11 @@ class FilterCore implements LexerSink {
     this.onStatement?.(info, this.sections.keep);
     // Other databases' sections of a cluster dump are only read, never judged.
     if (!this.sections.keep) return this.text(text);
+    if (info.firstWord === 'copy') return this.text(this.frozen(text) ?? text);
+    if (this.options.freezeCopies && info.firstWord === 'create') {
+      const table = createdTable(text);
+      if (table) this.created.add(table);
+    }
     const decision = decide(text, {
       existingRoles: this.options.existingRoles,
       allowedExtensions: this.options.allowedExtensions,
@@ -110,6 +125,13 @@ class FilterCore implements LexerSink {
   finish(): void {
     this.sections.finish();
     this.summary.cluster = this.sections.cluster;
+  }
+
+  /** A COPY into a table this stream created, WITH (FREEZE) (see freezeCopies). */
+  private frozen(text: Buffer): Buffer | null {
+    if (!this.options.freezeCopies) return null;
+    const table = copyTable(text);
+    return table && this.created.has(table) ? freezeCopy(text) : null;
   }
 
   /** SET client_encoding / standard_conforming_strings change how psql reads what follows. */

@@ -141,6 +141,63 @@ function decideGrant(tokens: Token[], ctx: RuleContext): Decision {
   return missing.length ? { action: 'skip', category: 'grant', missingRoles: missing } : { action: 'keep' };
 }
 
+/**
+ * pg_dump's `COPY name (columns) FROM stdin;` with FREEZE added, or null for any other form (options,
+ * comments at its end): those run as they are. The bytes before `FROM stdin` stay as they were, and
+ * so does the number of lines (psql names an error's line).
+ */
+export function freezeCopy(statement: Buffer): Buffer | null {
+  const text = statement.toString('latin1');
+  const match = /\sFROM\s+stdin\s*;$/i.exec(text);
+  if (!match) return null;
+  return Buffer.concat([statement.subarray(0, match.index), Buffer.from(`${match[0].slice(0, -1).trimEnd()} WITH (FREEZE);`)]);
+}
+
+/**
+ * The table a `CREATE [UNLOGGED] TABLE schema.name` makes, as copyTable writes it, or null for
+ * anything else: other statements, unqualified names (they could mean different tables under
+ * different search paths; pg_dump always qualifies), temporary tables, and partitioned tables or
+ * partitions (COPY FREEZE refuses a partitioned table, and pg_dump may load a partition through its root).
+ */
+export function createdTable(text: Buffer): string | null {
+  if (!/^create\s+(unlogged\s+)?table\s/i.test(text.toString('latin1', 0, 64))) return null;
+  const tokens = tokenize(text.toString('utf8'));
+  if (!tokens || tokens.some((token) => token.kind === 'word' && token.text === 'partition')) return null;
+  let at = tokens[1].text === 'unlogged' ? 3 : 2;
+  if (tokens[at]?.text === 'if' && tokens[at + 1]?.text === 'not' && tokens[at + 2]?.text === 'exists') at += 3;
+  const found = nameParts(tokens, at);
+  return found?.parts.length === 2 ? quoteParts(found.parts) : null;
+}
+
+/** `COPY schema.table (...) FROM stdin`: the table as quoted identifiers, or null when it does not read as a plain name. */
+export function copyTable(statement: Buffer): string | null {
+  const tokens = tokenize(statement.subarray(0, 4096).toString('utf8'));
+  if (!tokens || tokens[0]?.text !== 'copy') return null;
+  const found = nameParts(tokens, 1);
+  const next = found && tokens[found.next];
+  if (!next || !((next.kind === 'punct' && next.text === '(') || (next.kind === 'word' && next.text === 'from'))) return null;
+  return quoteParts(found.parts);
+}
+
+const quoteParts = (parts: string[]) => parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
+
+/** A name of up to three parts at `at`, as the parts and where it ends. */
+export function nameParts(tokens: Token[], at: number): { parts: string[]; next: number } | null {
+  const parts: string[] = [];
+  let i = at;
+  for (;;) {
+    const token = tokens[i];
+    if (!token || (token.kind !== 'word' && token.kind !== 'ident')) return null;
+    parts.push(token.text);
+    if (tokens[i + 1]?.kind === 'punct' && tokens[i + 1].text === '.') {
+      i += 2;
+      continue;
+    }
+    break;
+  }
+  return parts.length > 3 ? null : { parts, next: i + 1 };
+}
+
 /** The statement's tokens (null past MAX_TOKENS: too long to be one the rules act on). */
 export function tokenize(sql: string): Token[] | null {
   const tokens: Token[] = [];

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
-import { tokenize } from '../dump-filter/statement-rules';
-import { nameParts } from './post-data-plan';
+import { copyTable, tokenize } from '../dump-filter/statement-rules';
 
 /**
  * Where the parts of a plain dump go, in the order psql would have read them: the pre-data (all
@@ -153,12 +152,3 @@ export class SessionSettings {
 
 const SET_CONFIG = /^SELECT\s+(?:pg_catalog\.)?set_config\s*\(\s*'((?:[^']|'')*)'\s*,\s*'(?:[^']|'')*'\s*,\s*(true|false)\s*\)\s*;?$/is;
 
-/** `COPY schema.table (...) FROM stdin`: the table as quoted identifiers, or null when it does not read as a plain name. */
-export function copyTable(statement: Buffer): string | null {
-  const tokens = tokenize(statement.subarray(0, 4096).toString('utf8'));
-  if (!tokens || tokens[0]?.text !== 'copy') return null;
-  const found = nameParts(tokens, 1);
-  const next = found && tokens[found.next];
-  if (!next || !((next.kind === 'punct' && next.text === '(') || (next.kind === 'word' && next.text === 'from'))) return null;
-  return found.parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
-}

@@ -58,7 +58,8 @@ export async function loadDump(
     file,
     compressed: dump.compressed,
     prelude: target.prelude,
-    filter: await restoreFilterFor(deps, target, log, (result) => (summary = result)),
+    // One transaction that makes the tables it fills: their rows can be loaded frozen.
+    filter: await restoreFilterFor(deps, target, log, (result) => (summary = result), { freezeCopies: true }),
     signal,
     timeoutMs: deps.config.childTimeoutMs,
     onBytesRead: (bytes) => onProgress(bytes / Math.max(1, dump.size)),
@@ -70,7 +71,7 @@ export async function loadDump(
 }
 
 /** The restore filter for this server and target; its summary is logged at the end unless `onSummary` takes it. */
-export async function restoreFilterFor(deps: LoadDeps, target: LoadTarget, log: RestoreLog, onSummary?: (summary: FilterSummary) => void) {
+export async function restoreFilterFor(deps: LoadDeps, target: LoadTarget, log: RestoreLog, onSummary?: (summary: FilterSummary) => void, options: { freezeCopies?: boolean } = {}) {
   const { db, repository } = deps;
   return createRestoreFilter({
     databaseName: db.connection.database,
@@ -79,6 +80,7 @@ export async function restoreFilterFor(deps: LoadDeps, target: LoadTarget, log: 
     preparedSchemas: new Set(target.extensions.map((extension) => extension.schema).filter((schema): schema is string => !!schema && schema !== 'public')),
     onNotice: (message) => void log.info(message),
     onSummary: onSummary ?? ((summary) => void log.info(describeSummary(summary))),
+    freezeCopies: options.freezeCopies,
   });
 }
 

@@ -12,6 +12,7 @@ import type { ConnectionOptions } from '../db/connection';
 import { restorePsqlFor } from '../db/pg-binaries';
 import { DumpReadError, endMarkerCheck, PsqlError, PsqlInputClosed, type PsqlSession } from '../repositories/restore.repository';
 import { ChildProcessError } from '../process/child';
+import { freezeCopy } from '../dump-filter/statement-rules';
 import { DumpSplitter, type SplitSink } from './dump-splitter';
 import { restoreFilterFor, type LoadDeps, type LoadTarget } from './load-dump';
 import { joinSmallUnits, planPostData, type PostDataUnit } from './post-data-plan';
@@ -68,7 +69,8 @@ const MAX_UNITS = 1000;
 
 /** Share of the load's time the post-data (indexes, constraints) takes, for the progress bar. */
 const POST_DATA_SHARE = 0.3;
-const SESSION_START = 'SET client_min_messages = warning;\n';
+// As prelude(): each session's writes go to the disk as they are made, not all at its COMMIT.
+const SESSION_START = "SET client_min_messages = warning; SET backend_flush_after = '2MB';\n";
 
 /**
  * A staged restore's load on several connections (the new database is invisible until the swap,
@@ -357,17 +359,6 @@ export function truncateIfEmpty(table: string): string {
 const TRUNCATED = "pg_catalog.current_setting('lifeboat.truncated', true)";
 /** The TRUNCATE may wait for an earlier block of the same table; past this the COPY goes plain (never frozen unasked). */
 const TRUNCATE_ANSWER_MS = 15_000;
-
-/**
- * pg_dump's `COPY name (columns) FROM stdin;` with FREEZE added, or null for any other form (options,
- * comments at its end): those run as they are. The bytes before `FROM stdin` stay as they were.
- */
-export function freezeCopy(statement: Buffer): Buffer | null {
-  const text = statement.toString('latin1');
-  const match = /\sFROM\s+stdin\s*;$/i.exec(text);
-  if (!match) return null;
-  return Buffer.concat([statement.subarray(0, match.index), Buffer.from(`${match[0].slice(0, -1).trimEnd()} WITH (FREEZE);`)]);
-}
 
 /** How much an error says about why the load failed. */
 function weight(error: unknown): number {

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyTable, DumpSplitter, type SplitSink } from './dump-splitter';
-import { foreignKeyCheckSettings, freezeCopy, runPostData } from './parallel-load';
+import { copyTable, freezeCopy } from '../dump-filter/statement-rules';
+import { DumpSplitter, type SplitSink } from './dump-splitter';
+import { foreignKeyCheckSettings, runPostData } from './parallel-load';
 import { classify, joinSmallUnits, planPostData, type PostDataUnit } from './post-data-plan';
 import { SpoolBudget, SpoolBuffer } from './spool';
 

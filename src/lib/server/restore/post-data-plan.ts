@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
-import { tokenize, type Token } from '../dump-filter/statement-rules';
+import { nameParts, tokenize, type Token } from '../dump-filter/statement-rules';
 import { SessionSettings } from './dump-splitter';
 
 /**
@@ -164,23 +164,6 @@ function onlyOneAction(tokens: Token[]): boolean {
     else if (token.text === ',' && depth === 0) return false;
   }
   return true;
-}
-
-/** A name of up to three parts at `at`, as the parts and where it ends. */
-export function nameParts(tokens: Token[], at: number): { parts: string[]; next: number } | null {
-  const parts: string[] = [];
-  let i = at;
-  for (;;) {
-    const token = tokens[i];
-    if (!token || (token.kind !== 'word' && token.kind !== 'ident')) return null;
-    parts.push(token.text);
-    if (tokens[i + 1]?.kind === 'punct' && tokens[i + 1].text === '.') {
-      i += 2;
-      continue;
-    }
-    break;
-  }
-  return parts.length > 3 ? null : { parts, next: i + 1 };
 }
 
 function qualifiedName(tokens: Token[], at: number): { name: string; next: number } | null {
