@@ -40,9 +40,9 @@ const lines = (bytes: Buffer) => bytes.toString('latin1').split('\n').length;
 /**
  * The hidden COMMIT: `stdin<0xA0>;` is no COPY FROM stdin for psql's lexer, the filter's lexer or
  * PostgreSQL (0xA0 is an identifier byte; alone it is not even UTF-8), so the dump as written fails
- * there. JavaScript's \s and trimEnd() take U+00A0 (the byte read as Latin-1) for white space:
- * freezeCopy drops it, and the server gets a valid COPY FROM STDIN, whose rows psql then sends as
- * data while the filter reads them as SQL. A lone quote among the rows keeps the filter "inside a
+ * there. JavaScript's \s and trimEnd() take U+00A0 (the byte read as Latin-1) for white space: the
+ * first freezeCopy dropped it, and the server got a valid COPY FROM STDIN, whose rows psql then sent
+ * as data while the filter read them as SQL (fixed: only pg_dump's exact ` FROM stdin;` is rewritten). A lone quote among the rows keeps the filter "inside a
  * string" past the \. line, so the COMMIT (and the CREATE EXTENSION) after it reach psql untouched.
  */
 function hiddenCommit(table: string, after: string): string {

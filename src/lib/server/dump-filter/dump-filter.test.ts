@@ -216,9 +216,9 @@ describe('freezeCopies: rows of tables the load creates are written frozen', () 
   };
 
   it('adds FREEZE to the COPY of a table created earlier in the stream, keeping its data', async () => {
-    const dump = 'CREATE TABLE public.assets (\n    id uuid,\n    "from" text\n);\nCOPY public.assets (id, "from") FROM stdin;\nx\tCOPY public.assets (id) FROM stdin;\n\\.\nCREATE UNLOGGED TABLE IF NOT EXISTS "Odd"."t;x" (v text);\nCOPY "Odd"."t;x" (v)\nFROM STDIN ;\n\\.\n';
+    const dump = 'CREATE TABLE public.assets (\n    id uuid,\n    "from" text\n);\nCOPY public.assets (id, "from") FROM stdin;\nx\tCOPY public.assets (id) FROM stdin;\n\\.\nCREATE UNLOGGED TABLE IF NOT EXISTS "Odd"."t;x" (v text);\nCOPY "Odd"."t;x" (v) FROM stdin;\n\\.\n';
     const out = await frozenText(dump);
-    expect(out).toBe(dump.replace('FROM stdin;\nx', 'FROM stdin WITH (FREEZE);\nx').replace('FROM STDIN ;', 'FROM STDIN WITH (FREEZE);'));
+    expect(out).toBe(dump.replace('FROM stdin;\nx', 'FROM stdin WITH (FREEZE);\nx').replace('(v) FROM stdin;', '(v) FROM stdin WITH (FREEZE);'));
   });
 
   it('leaves every other COPY as it is', async () => {
@@ -234,6 +234,10 @@ describe('freezeCopies: rows of tables the load creates are written frozen', () 
       'CREATE TEMP TABLE public.t (v text);\nCOPY public.t (v) FROM stdin;\n\\.\n',
       "CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS $$CREATE TABLE public.t (v text)$$;\nCOPY public.t (v) FROM stdin;\n\\.\n",
       'CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin WITH (FORMAT text);\n\\.\n',
+      // Not pg_dump's exact ending (see freezeCopy).
+      'CREATE TABLE public.t (v text);\nCOPY public.t (v)\nFROM STDIN ;\n\\.\n',
+      // A name PostgreSQL would cut to 63 bytes.
+      `CREATE TABLE public.${'a'.repeat(64)} (v text);\nCOPY public.${'a'.repeat(64)} (v) FROM stdin;\n\\.\n`,
       // A COPY that is data of another COPY is data.
       'CREATE TABLE public.t (v text);\nCOPY public.u (v) FROM stdin;\nCOPY public.t (v) FROM stdin;\n\\.\n',
     ];

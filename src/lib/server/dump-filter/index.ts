@@ -45,6 +45,8 @@ export interface FilterSummary {
 }
 
 const LF = 10;
+/** Bounds the filter's memory: the tables of any real dump, and at most a few MB of names. */
+const MAX_CREATED_TABLES = 20_000;
 
 /** The lexer's sink: applies the rules and the cluster sections, writing to `push`. */
 class FilterCore implements LexerSink {
@@ -56,7 +58,7 @@ class FilterCore implements LexerSink {
     extensions: [],
     cluster: false,
   };
-  /** Tables a CREATE TABLE of this stream made (freezeCopies). */
+  /** Tables a CREATE TABLE of this stream made (freezeCopies), up to MAX_CREATED_TABLES. */
   private readonly created = new Set<string>();
   /** Set by scanDumpHead: called with each statement's first word, may stop the scan. */
   onStatement: ((info: StatementInfo, inChosen: boolean) => void) | null = null;
@@ -85,8 +87,8 @@ class FilterCore implements LexerSink {
     this.onStatement?.(info, this.sections.keep);
     // Other databases' sections of a cluster dump are only read, never judged.
     if (!this.sections.keep) return this.text(text);
-    if (info.firstWord === 'copy') return this.text(this.frozen(text) ?? text);
-    if (this.options.freezeCopies && info.firstWord === 'create') {
+    if (info.firstWord === 'copy') return this.text(this.frozen(text, info) ?? text);
+    if (this.options.freezeCopies && info.firstWord === 'create' && this.created.size < MAX_CREATED_TABLES) {
       const table = createdTable(text);
       if (table) this.created.add(table);
     }
@@ -127,9 +129,12 @@ class FilterCore implements LexerSink {
     this.summary.cluster = this.sections.cluster;
   }
 
-  /** A COPY into a table this stream created, WITH (FREEZE) (see freezeCopies). */
-  private frozen(text: Buffer): Buffer | null {
-    if (!this.options.freezeCopies) return null;
+  /**
+   * A COPY into a table this stream created, WITH (FREEZE) (see freezeCopies). Only when the lexer
+   * takes rows to follow it (it ends `FROM stdin`), as psql will when the server accepts it.
+   */
+  private frozen(text: Buffer, info: StatementInfo): Buffer | null {
+    if (!this.options.freezeCopies || info.lastWords[0] !== 'from' || info.lastWords[1] !== 'stdin') return null;
     const table = copyTable(text);
     return table && this.created.has(table) ? freezeCopy(text) : null;
   }

@@ -141,16 +141,21 @@ function decideGrant(tokens: Token[], ctx: RuleContext): Decision {
   return missing.length ? { action: 'skip', category: 'grant', missingRoles: missing } : { action: 'keep' };
 }
 
+/** How pg_dump ends a COPY of rows that follow in psql's input, byte for byte. */
+const COPY_FROM_STDIN = Buffer.from(' FROM stdin;');
+const FROZEN_COPY_END = Buffer.from(' FROM stdin WITH (FREEZE);');
+
 /**
- * pg_dump's `COPY name (columns) FROM stdin;` with FREEZE added, or null for any other form (options,
- * comments at its end): those run as they are. The bytes before `FROM stdin` stay as they were, and
- * so does the number of lines (psql names an error's line).
+ * pg_dump's `COPY name (columns) FROM stdin;` with FREEZE added, or null for any other ending. Only
+ * pg_dump's exact bytes: any other spelling (other white space or case, bytes that JavaScript, psql
+ * and PostgreSQL may each read differently) runs as it is. The bytes before stay as they were, so
+ * the statement is the dump's with an option more (which can only add an error, never mend one), on
+ * as many lines.
  */
 export function freezeCopy(statement: Buffer): Buffer | null {
-  const text = statement.toString('latin1');
-  const match = /\sFROM\s+stdin\s*;$/i.exec(text);
-  if (!match) return null;
-  return Buffer.concat([statement.subarray(0, match.index), Buffer.from(`${match[0].slice(0, -1).trimEnd()} WITH (FREEZE);`)]);
+  const at = statement.length - COPY_FROM_STDIN.length;
+  if (at < 0 || !statement.subarray(at).equals(COPY_FROM_STDIN)) return null;
+  return Buffer.concat([statement.subarray(0, at), FROZEN_COPY_END]);
 }
 
 /**
@@ -166,7 +171,8 @@ export function createdTable(text: Buffer): string | null {
   let at = tokens[1].text === 'unlogged' ? 3 : 2;
   if (tokens[at]?.text === 'if' && tokens[at + 1]?.text === 'not' && tokens[at + 2]?.text === 'exists') at += 3;
   const found = nameParts(tokens, at);
-  return found?.parts.length === 2 ? quoteParts(found.parts) : null;
+  // PostgreSQL cuts longer names to 63 bytes: those are not worth the memory of keeping them whole.
+  return found?.parts.length === 2 && found.parts.every((part) => Buffer.byteLength(part) <= 63) ? quoteParts(found.parts) : null;
 }
 
 /** `COPY schema.table (...) FROM stdin`: the table as quoted identifiers, or null when it does not read as a plain name. */

@@ -274,11 +274,15 @@ describe('SpoolBuffer', () => {
 });
 
 describe('COPY blocks and foreign keys', () => {
-  it('adds FREEZE only to pg_dump\'s own COPY form, keeping every byte before it', () => {
+  it('adds FREEZE only to pg_dump\'s own COPY ending, byte for byte, keeping every byte before it', () => {
     const copy = (text: string) => freezeCopy(Buffer.from(text, 'latin1'))?.toString('latin1') ?? null;
     expect(copy('COPY public.assets (id, "from") FROM stdin;')).toBe('COPY public.assets (id, "from") FROM stdin WITH (FREEZE);');
-    expect(copy('COPY "Odd"."t;x" (v)\nFROM STDIN ;')).toBe('COPY "Odd"."t;x" (v)\nFROM STDIN WITH (FREEZE);');
-    expect(copy('COPY public.\xe9t\xe9 (v) FROM stdin;')).toBe('COPY public.\xe9t\xe9 (v) FROM stdin WITH (FREEZE);');
+    expect(copy('COPY "Odd"."t;x" (v) FROM stdin;')).toBe('COPY "Odd"."t;x" (v) FROM stdin WITH (FREEZE);');
+    expect(copy('COPY public.\xe9t\xe9\xa0(v)\xa0 FROM stdin;')).toBe('COPY public.\xe9t\xe9\xa0(v)\xa0 FROM stdin WITH (FREEZE);');
+    // Any other spelling runs as it is: other white space (0xA0 is none to psql or PostgreSQL), case, lines.
+    for (const other of ['COPY "Odd"."t;x" (v)\nFROM STDIN ;', 'COPY public.a (v) FROM stdin\xa0;', 'COPY public.a (v)\xa0FROM stdin;', 'COPY public.a (v) FROM stdin\n;', 'COPY public.a (v) FROM  stdin;']) {
+      expect(copy(other), other).toBeNull();
+    }
     expect(copy('COPY public.a (v) FROM stdin WITH (FORMAT text);')).toBeNull();
     expect(copy('COPY public.a (v) FROM stdin /* x */;')).toBeNull();
     expect(copy('COPY public.a (v) FROM program;')).toBeNull();
