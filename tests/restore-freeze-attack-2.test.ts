@@ -6,13 +6,15 @@ import { createDatabase, dropDatabase, testCluster, withClient } from './helpers
 import { pgTool } from './restore-helpers';
 
 /**
- * Second look at the freezeCopies rewrite (fixed in 831dd9c). The rewrite itself now holds: it only
- * appends to pg_dump's exact ` FROM stdin;` when the lexer already takes rows to follow, and an
- * option more can only add an error, which PostgreSQL raises after psql has entered COPY mode (so
- * psql still reads the rows as rows). What does not hold is the lexer it relies on: below are
- * inputs where psql runs as a statement a COMMIT the filter's lexer reads as part of a string (or
- * COPY rows), so the filter does not leave it out, and part of the one-transaction load commits on
- * its own. None needs freezeCopies; each is a statement boundary psql draws and the lexer does not.
+ * Second look at the freezeCopies rewrite (fixed in 831dd9c). The rewrite itself holds: it only
+ * appends to pg_dump's exact ` FROM stdin;` when the lexer already takes rows to follow. What did not
+ * hold was the lexer it relies on: below are inputs where psql runs as a statement a COMMIT the
+ * filter's lexer read as part of a string (or COPY rows), so the filter did not leave it out, and part
+ * of a one-transaction load committed on its own. Now the lexer follows what psql follows (every name
+ * of the multibyte encodings, SET SESSION/LOCAL/NAMES, RESET, quoted values) and the filter refuses
+ * what it cannot follow (\;, dollar tags past its lookahead, set_config or pg_settings changes of
+ * client_encoding / standard_conforming_strings). Changes made where no lexer can see them (EXECUTE in
+ * a DO block) remain: a staged load is dropped on failure, an in-place one rolled back to its restore point.
  */
 
 const OPTIONS = { databaseName: 'immich', existingRoles: new Set(['postgres']), allowedExtensions: new Set(['pgcrypto']), freezeCopies: true };
@@ -59,13 +61,66 @@ const CASES: Array<[name: string, dump: string]> = [
   ['RESET client_encoding (the lexer stays in SJIS, psql is back in UTF8)', `SET client_encoding = 'SJIS';\nRESET client_encoding;\nSELECT '\xe3\x81\x82';\n${TAIL}`],
 ];
 
-describe('a COMMIT psql runs as a statement is left out by the filter', () => {
+/** What the filter makes of a dump: its output, or its refusal (a form psql reads and it would not follow). */
+async function outcome(input: Buffer, bytewise: boolean): Promise<{ out: string } | { refused: string }> {
+  try {
+    return { out: (await filtered(input, { bytewise })).toString('latin1') };
+  } catch (error) {
+    return { refused: (error as Error).message };
+  }
+}
+
+describe('a COMMIT psql runs as a statement is left out by the filter, or the dump is refused', () => {
   it.each(CASES)('%s', async (_name, dump) => {
     const input = latin1(dump);
     for (const bytewise of [false, true]) {
-      const out = (await filtered(input, { bytewise })).toString('latin1');
-      expect(out, JSON.stringify(out)).not.toMatch(/^COMMIT;$/m);
-      expect(out.split('\n').length).toBe(dump.split('\n').length);
+      const result = await outcome(input, bytewise);
+      if ('refused' in result) {
+        expect(result.refused).toMatch(/Lifeboat does not follow/);
+        continue;
+      }
+      expect(result.out, JSON.stringify(result.out)).not.toMatch(/^COMMIT;$/m);
+      expect(result.out.split('\n').length).toBe(dump.split('\n').length);
+    }
+  });
+
+  it('refuses \\; and dollar tags longer than it follows, whole or in chunks of one byte', async () => {
+    for (const bytewise of [false, true]) {
+      expect(await outcome(latin1(BACKSLASH_SEMICOLON), bytewise)).toEqual({ refused: expect.stringMatching(/\\; \(statements joined into one query\)/) });
+      expect(await outcome(latin1(`SELECT ${LONG_TAG} ' ${LONG_TAG};\n${TAIL}`), bytewise)).toEqual({ refused: expect.stringMatching(/dollar-quote tag longer than/) });
+    }
+  });
+
+  it('follows the encodings and settings psql follows: a quote after a multibyte lead byte is part of the character', async () => {
+    // Each: psql reads the quote as the second byte of a character, so the string goes on to the next quote.
+    const cases = [
+      "SET client_encoding = 'windows936';\nSELECT '\x81';\n",
+      "SET SESSION client_encoding = 'SJIS';\nSELECT '\x95';\n",
+      'SET client_encoding = "BIG5";\nSELECT \'\xa4\';\n',
+      "SET NAMES 'UHC';\nSELECT '\xb0';\n",
+      "SET client_encoding TO johab;\nSELECT '\x8f\x41';\n",
+    ];
+    for (const dump of cases) {
+      // The string is still open after the second line: a COMMIT there is inside it, and stays.
+      const inside = await outcome(latin1(`${dump}COMMIT;\n';\n`), false);
+      expect('out' in inside && inside.out, dump).toContain('COMMIT;');
+      // Once the string closes, a COMMIT is a statement, and is left out.
+      const after = await outcome(latin1(`${dump}';\nCOMMIT;\n`), false);
+      expect('out' in after && after.out, dump).not.toContain('COMMIT');
+    }
+    // Back to UTF-8 (where a quote is never part of a character) after RESET, and in a cluster of settings.
+    const reset = await outcome(latin1("SET client_encoding = 'SJIS';\nRESET client_encoding;\nSELECT '\x95';\nCOMMIT;\n"), false);
+    expect('out' in reset && reset.out).not.toContain('COMMIT');
+  });
+
+  it('refuses a change of client_encoding or standard_conforming_strings it cannot follow', async () => {
+    for (const statement of [
+      "SELECT pg_catalog.set_config('client_encoding', 'SJIS', false);",
+      "UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';",
+      "SET client_encoding = 'SJIS', 'UTF8';",
+      "SET standard_conforming_strings = 'maybe';",
+    ]) {
+      expect(await outcome(latin1(`${statement}\nSELECT 1;\n`), false), statement).toEqual({ refused: expect.stringMatching(/Lifeboat does not follow/) });
     }
   });
 });
@@ -78,7 +133,10 @@ describe('through psql', () => {
     for (const role of roles) await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
   });
 
-  it('\\; hides a COMMIT: psql, restricted, as an unprivileged role, in one transaction, a failing dump leaves nothing behind', async () => {
+  it('\\; that would hide a COMMIT from the filter: the dump is refused before psql gets any of it', async () => {
+    await expect(filtered(latin1(BACKSLASH_SEMICOLON))).rejects.toThrow(/Lifeboat does not follow/);
+    await expect(filtered(latin1(BACKSLASH_SEMICOLON), { bytewise: true })).rejects.toThrow(/Lifeboat does not follow/);
+    // Proof that psql would have run it: fed to psql as it is (no filter), the COMMIT leaves tables behind.
     const database = await createDatabase('freeze2');
     databases.push(database);
     const role = `${database}_loader`;
@@ -87,20 +145,13 @@ describe('through psql', () => {
       await client.query(`CREATE ROLE ${role} LOGIN`);
       await client.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
     });
-    const out = await filtered(latin1(BACKSLASH_SEMICOLON));
     const { host, port } = testCluster();
     const psql = spawnSync(pgTool('psql'), ['-X', '-q', '-h', host, '-p', String(port), '-U', role, '-d', database, '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-      input: Buffer.concat([latin1(`\\restrict lifeboatfreezetest\nBEGIN; SET client_min_messages = warning; SET backend_flush_after = '2MB';\n`), out, latin1('\nCOMMIT;\n')]),
+      input: Buffer.concat([latin1(`\\restrict lifeboatfreezetest\nBEGIN;\n`), latin1(BACKSLASH_SEMICOLON), latin1('\nCOMMIT;\n')]),
       stdio: ['pipe', 'ignore', 'pipe'],
     });
-    const stderr = psql.stderr.toString();
-    expect(psql.status, stderr).not.toBe(0);
-    const left = await withClient(database, async (client) => {
-      const { rows } = await client.query(
-        `SELECT (SELECT array_agg(relname::text ORDER BY relname) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r') AS tables`,
-      );
-      return rows[0];
-    });
-    expect(left, `psql said:\n${stderr}`).toEqual({ tables: null });
+    expect(psql.status).not.toBe(0);
+    const left = await withClient(database, async (client) => (await client.query(`SELECT array_agg(relname::text ORDER BY relname) AS tables FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows[0]);
+    expect(left, psql.stderr.toString()).toEqual({ tables: ['escaped', 't'] });
   });
 });

@@ -85,6 +85,8 @@ async function prepared(options: { inPlace?: boolean } = {}): Promise<Ctx> {
 const ROLE_SKIPPED = /Left out of the dump[^\n]*\b[1-9]\d* role\b/;
 // What psql says in restricted mode (or the filter, if it refuses a meta-command itself).
 const META = /backslash commands are restricted|meta-command/i;
+/** The restore filter's refusal of a settings change it cannot follow as psql does (set_config, pg_settings). */
+const UNFOLLOWED = /in a form Lifeboat does not follow/;
 const PROGRAM = /must be superuser or have privileges of the pg_execute_server_program role/;
 
 interface Attack {
@@ -138,7 +140,7 @@ const ATTACKS: Attack[] = [
   {
     name: '\\! hidden by standard_conforming_strings = off (set_config)',
     sql: (ctx) => `SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);\nSELECT '\\' AS a, '\n\\! touch ${ctx.marker.path()}\n' AS b;`,
-    refused: META,
+    refused: UNFOLLOWED,
   },
   {
     name: '\\connect to another database',
@@ -318,7 +320,8 @@ function encodingAttack(encoding: string, lead: number, via: 'SET' | 'set_config
   return {
     name: `${encoding} via ${via}: 0x${lead.toString(16)} before a ${trail}, then \\!`,
     sql: (ctx) => `${change}\n${trail === 'backslash' ? `SELECT E'${high}\\'\n\\! touch ${ctx.marker.path()}\n-- ';` : `SELECT '${high}' || '\n\\! touch ${ctx.marker.path()}\n';`}`,
-    refused: META,
+    // A SET the filter follows, so psql's own refusal of the \! ends the load; set_config it refuses first.
+    refused: via === 'SET' ? META : UNFOLLOWED,
   };
 }
 

@@ -9,10 +9,12 @@
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ClusterSections, connectTarget } from './cluster-sections';
+import { followSetting } from './lexer-settings';
 import { PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
 import { CANDIDATE_WORDS, copyTable, createdTable, decide, freezeCopy, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
 
 export { DisallowedExtensionError } from './statement-rules';
+export { UnfollowedSettingError } from './lexer-settings';
 
 export interface RestoreFilterOptions {
   /** The instance database: for cluster dumps only its section is kept. */
@@ -45,6 +47,8 @@ export interface FilterSummary {
 }
 
 const LF = 10;
+/** Statements that may change how psql reads what follows (see followSetting). */
+const FOLLOWED_WORDS = new Set(['set', 'reset', 'select', 'update']);
 /** Bounds the filter's memory: the tables of any real dump, and at most a few MB of names. */
 const MAX_CREATED_TABLES = 20_000;
 
@@ -77,12 +81,12 @@ class FilterCore implements LexerSink {
   }
 
   wants(firstWord: string): boolean {
-    return CANDIDATE_WORDS.has(firstWord) || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
+    return CANDIDATE_WORDS.has(firstWord) || firstWord === 'reset' || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
   }
 
   statement(text: Buffer, info: StatementInfo): void {
     this.sections.statementSeen();
-    if (info.firstWord === 'set') this.track(text);
+    if (FOLLOWED_WORDS.has(info.firstWord)) followSetting(this.lexer, text, true);
     if (info.firstWord === 'drop' && !this.sections.keep) this.listDatabase(text);
     this.onStatement?.(info, this.sections.keep);
     // Other databases' sections of a cluster dump are only read, never judged.
@@ -137,16 +141,6 @@ class FilterCore implements LexerSink {
     if (!this.options.freezeCopies || info.lastWords[0] !== 'from' || info.lastWords[1] !== 'stdin') return null;
     const table = copyTable(text);
     return table && this.created.has(table) ? freezeCopy(text) : null;
-  }
-
-  /** SET client_encoding / standard_conforming_strings change how psql reads what follows. */
-  private track(text: Buffer): void {
-    const tokens = tokenize(text.toString('latin1')) ?? [];
-    const name = tokens[1]?.text;
-    const value = /'([^']*)'|(\w+)\s*;?\s*$/.exec(text.toString('latin1'));
-    const setting = (value?.[1] ?? value?.[2] ?? '').toLowerCase();
-    if (name === 'client_encoding') this.lexer.setClientEncoding(setting);
-    if (name === 'standard_conforming_strings') this.lexer.setStandardStrings(setting !== 'off' && setting !== 'false');
   }
 
   private listDatabase(text: Buffer): void {

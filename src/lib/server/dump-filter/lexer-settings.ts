@@ -1,13 +1,79 @@
 import type { PsqlLexer } from './psql-lexer';
 import { tokenize } from './statement-rules';
 
-/** A SET of client_encoding / standard_conforming_strings changes how psql reads what follows: the lexer follows it. */
-export function followSetting(lexer: PsqlLexer, text: Buffer): void {
-  const tokens = tokenize(text.toString('latin1')) ?? [];
-  const value = /'([^']*)'|(\w+)\s*;?\s*$/.exec(text.toString('latin1'));
-  const setting = (value?.[1] ?? value?.[2] ?? '').toLowerCase();
-  if (tokens[1]?.text === 'client_encoding') lexer.setClientEncoding(setting);
-  if (tokens[1]?.text === 'standard_conforming_strings') lexer.setStandardStrings(setting !== 'off' && setting !== 'false');
+/** Settings that change how psql reads what follows (SET NAMES is client_encoding). */
+const FOLLOWED = new Set(['client_encoding', 'names', 'standard_conforming_strings']);
+
+/** A statement changes how psql reads what follows in a form the lexer cannot follow: not pg_dump's. */
+export class UnfollowedSettingError extends Error {
+  constructor(statement: string) {
+    super(
+      `The dump changes how psql reads it (client_encoding or standard_conforming_strings) in a form Lifeboat does not follow, which pg_dump never writes: ${statement.slice(0, 120).replace(/\s+/g, ' ')}`,
+    );
+    this.name = 'UnfollowedSettingError';
+  }
+}
+
+/**
+ * A SET, SET SESSION/LOCAL, SET NAMES or RESET [ALL] of client_encoding / standard_conforming_strings
+ * changes how psql reads what follows (psql takes the encoding the server reports after each
+ * statement): the lexer follows it. `strict` (the restore filter): any other statement of these
+ * kinds that names one of them (a comment or a list in the value, set_config, an UPDATE of
+ * pg_settings) is refused, as the lexer could misjudge every statement boundary after it.
+ */
+export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): void {
+  const sql = text.toString('latin1');
+  const refuse = () => {
+    if (strict) throw new UnfollowedSettingError(sql);
+  };
+  const tokens = tokenize(sql);
+  if (!tokens) return refuse();
+  const word = (i: number) => (tokens[i]?.kind === 'word' || tokens[i]?.kind === 'ident' ? tokens[i].text.toLowerCase() : undefined);
+  const verb = word(0);
+  if (verb === 'reset') {
+    const name = word(1);
+    if (name === 'all' || name === 'client_encoding') lexer.setClientEncoding('');
+    if (name === 'all' || name === 'standard_conforming_strings') lexer.setStandardStrings(true);
+    return;
+  }
+  if (verb !== 'set') {
+    if (/client_encoding|standard_conforming_strings/i.test(sql)) refuse();
+    return;
+  }
+  let at = word(1) === 'session' || word(1) === 'local' ? 2 : 1;
+  const name = word(at);
+  if (!name || !FOLLOWED.has(name)) {
+    if (/client_encoding|standard_conforming_strings/i.test(sql)) refuse();
+    return;
+  }
+  at++;
+  if (name !== 'names') {
+    if (!(tokens[at]?.text === '=' || word(at) === 'to')) return refuse();
+    at++;
+  }
+  const value = tokens[at];
+  const rest = tokens.slice(at + 1);
+  if (!value || !(rest.length === 0 || (rest.length === 1 && rest[0].text === ';'))) return refuse();
+  let setting: string | undefined;
+  if (value.kind === 'string') setting = value.value;
+  else if (value.kind === 'word' || value.kind === 'ident') setting = value.text;
+  else if (value.kind === 'other' && /^[01]$/.test(value.text)) setting = value.text;
+  if (setting === undefined) return refuse();
+  setting = setting.toLowerCase();
+  if (name === 'standard_conforming_strings') {
+    const on = setting === 'default' ? true : parseBool(setting);
+    if (on === null) return refuse();
+    lexer.setStandardStrings(on);
+  } else lexer.setClientEncoding(setting === 'default' ? '' : setting);
+}
+
+/** PostgreSQL's parse_bool: on/off, true/false, yes/no (unique prefixes), 1/0; null for anything else. */
+function parseBool(value: string): boolean | null {
+  if (value === '1' || value === 'on') return true;
+  if (value === '0' || value === 'of' || value === 'off') return false;
+  if (value && ('true'.startsWith(value) || 'yes'.startsWith(value))) return true;
+  if (value && ('false'.startsWith(value) || 'no'.startsWith(value))) return false;
+  return null;
 }
 
 /** The database a pg_dumpall `DROP DATABASE [IF EXISTS] x` names, or null. */

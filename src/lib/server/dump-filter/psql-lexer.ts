@@ -48,8 +48,13 @@ const LF = 10;
 const CR = 13;
 const BACKSLASH = 92;
 const LINE_THEN_BACKSLASH = Buffer.from('\n\\');
-/** Encodings whose second byte of a character may be an ASCII quote or backslash (psql uses PQmblen). */
-const UNSAFE_ENCODINGS = new Set(['sjis', 'shiftjis2004', 'big5', 'gbk', 'uhc', 'gb18030', 'johab', 'mskanji', 'shiftjis', 'win932', 'win936', 'win949', 'win950', 'tcvn', 'cp932', 'cp936', 'cp949', 'cp950']);
+/**
+ * Encodings whose second byte of a character may be an ASCII quote or backslash (psql uses PQmblen),
+ * under every name PostgreSQL accepts for them (encnames.c, compared as clean_encoding_name does),
+ * with how long a character starting with a byte ≥ 0x80 is.
+ */
+const SJIS = new Set(['sjis', 'mskanji', 'shiftjis', 'win932', 'windows932', 'cp932', 'shiftjis2004']);
+const UNSAFE_ENCODINGS = new Set([...SJIS, 'big5', 'win950', 'windows950', 'cp950', 'gbk', 'win936', 'windows936', 'cp936', 'uhc', 'win949', 'windows949', 'cp949', 'gb18030', 'johab']);
 const WORD_LIMIT = 24;
 const META_LIMIT = 4096;
 const COMMENT_HEAD = 256;
@@ -276,6 +281,19 @@ export class PsqlLexer {
         i += 2;
         continue;
       }
+      if (c === BACKSLASH && (buf[i + 1] === 59 || buf[i + 1] === 58)) {
+        // psql puts the character of \; or \: into the query (psqlscan.l) and sends nothing: a \;
+        // joins statements into one query, which could hold a COPY FROM stdin whose rows psql reads
+        // next while this lexer reads them as SQL. pg_dump never writes it.
+        if (buf[i + 1] === 59) throw new LexerRefusal('psql\'s \\; (statements joined into one query)');
+        if (!this.inStatement) {
+          flush(i);
+          this.beginStatement(buf, i);
+        }
+        this.noteWord('');
+        i += 2;
+        continue;
+      }
       if (c === BACKSLASH && lineStart && !this.inStatement) {
         flush(i);
         this.state = S.Meta;
@@ -457,22 +475,37 @@ export class PsqlLexer {
     this.atLineStart = true;
   }
 
-  /** Length of the character at `i` in the client encoding (psql's PQmblen for the encodings that matter). */
+  /** Length of the character at `i` (a byte ≥ 0x80) in the client encoding: psql's PQmblen for the encodings that matter. */
   private charLength(buf: Buffer, i: number): number {
     const c = buf[i];
     // Shift-JIS half-width katakana are single bytes.
-    if (this.encoding.includes('sjis') || this.encoding.includes('shiftjis') || this.encoding.endsWith('932')) return c >= 0xa1 && c <= 0xdf ? 1 : 2;
+    if (SJIS.has(this.encoding)) return c >= 0xa1 && c <= 0xdf ? 1 : 2;
     // GB18030 four-byte sequences have a digit as their second byte.
-    if (this.encoding === 'gb18030' && buf[i + 1] >= 0x30 && buf[i + 1] <= 0x39) return 4;
+    if (this.encoding === 'gb18030') return buf[i + 1] >= 0x30 && buf[i + 1] <= 0x39 ? 4 : 2;
+    // JOHAB is measured as EUC: SS3 (0x8F) starts three bytes.
+    if (this.encoding === 'johab' && c === 0x8f) return 3;
     return 2;
   }
 }
 
-/** `$tag$` at `at` (`$$` included), or null; a digit after `$` is a parameter. */
+/**
+ * `$tag$` at `at` (`$$` included), or null; a digit after `$` is a parameter. psql takes a tag of any
+ * length; past LOOKAHEAD bytes this lexer cannot tell, so it refuses (pg_dump's tags are short).
+ */
 function dollarTagAt(buf: Buffer, at: number): Buffer | null {
   let j = at + 1;
   if (j < buf.length && buf[j] === 36) return buf.subarray(at, j + 1);
   if (j >= buf.length || !isIdentStart(buf[j]) || buf[j] === 36) return null;
-  while (j < buf.length && j - at < LOOKAHEAD - 2 && (isIdentStart(buf[j]) || (buf[j] >= 48 && buf[j] <= 57))) j++;
+  const isTagChar = (b: number) => isIdentStart(b) || (b >= 48 && b <= 57);
+  while (j < buf.length && j - at < LOOKAHEAD - 2 && isTagChar(buf[j])) j++;
+  if (j < buf.length && j - at >= LOOKAHEAD - 2 && isTagChar(buf[j])) throw new LexerRefusal(`a dollar-quote tag longer than ${LOOKAHEAD - 3} bytes`);
   return buf[j] === 36 ? buf.subarray(at, j + 1) : null;
+}
+
+/** Input the lexer cannot follow as psql would: the restore is refused rather than misread. */
+export class LexerRefusal extends Error {
+  constructor(what: string) {
+    super(`The dump uses ${what}, which Lifeboat does not follow and pg_dump never writes: it was not made by pg_dump, or was edited.`);
+    this.name = 'LexerRefusal';
+  }
 }

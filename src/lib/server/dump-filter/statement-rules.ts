@@ -37,6 +37,8 @@ export interface Token {
   kind: 'word' | 'ident' | 'string' | 'punct' | 'other';
   /** word: lower-cased; ident: the name; punct: the character. */
   text: string;
+  /** A plain '...' string without backslashes: its value (quotes undone). */
+  value?: string;
 }
 
 const SEARCH_PATH_ORIGINAL = "SELECT pg_catalog.set_config('search_path', '', false);";
@@ -257,7 +259,8 @@ export function tokenize(sql: string): Token[] | null {
         else if (sql[j] === "'") break;
         else j++;
       }
-      tokens.push({ kind: 'string', text: '' });
+      const body = sql.slice(start + 1, j);
+      tokens.push(c === "'" && !body.includes('\\') ? { kind: 'string', text: '', value: body.replaceAll("''", "'") } : { kind: 'string', text: '' });
       i = j + 1;
       continue;
     }

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
+import { followSetting } from '../dump-filter/lexer-settings';
 import { copyTable, tokenize } from '../dump-filter/statement-rules';
 
 /**
@@ -66,7 +67,7 @@ export class DumpSplitter extends Writable implements LexerSink {
   }
 
   wants(firstWord: string): boolean {
-    return firstWord === 'copy' || firstWord === 'set' || firstWord === 'select';
+    return firstWord === 'copy' || firstWord === 'set' || firstWord === 'select' || firstWord === 'reset';
   }
 
   statement(text: Buffer, info: StatementInfo): void {
@@ -82,6 +83,8 @@ export class DumpSplitter extends Writable implements LexerSink {
       return;
     }
     if (info.firstWord === 'set' || info.firstWord === 'select') this.settings.note(text);
+    // As the filter before it: the client encoding and string syntax psql reads the rest with.
+    if (info.firstWord === 'set' || info.firstWord === 'reset') followSetting(this.lexer, text);
     this.send(text);
   }
 
