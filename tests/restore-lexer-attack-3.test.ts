@@ -1,0 +1,118 @@
+import { spawnSync } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
+import { pgTool } from './restore-helpers';
+
+/**
+ * Third look at the lexer's settings follower (279bb2f). It follows the SET statements it sees, but
+ * the server (and psql, which takes the value the server reports) also changes these settings where
+ * no SET is: ROLLBACK TO SAVEPOINT undoes a SET made after the savepoint (the server reports the old
+ * value, psql reads the next line with it) while the lexer keeps the SET's value; and set_config in a
+ * statement whose first word is not SET/SELECT/UPDATE (VALUES, WITH) is neither followed nor refused.
+ * Then psql splits `SELECT 'a\'; COMMIT; -- ';` at the first `;` (standard strings on) while the lexer
+ * (off) reads one string, so the filter passes a COMMIT that psql runs.
+ *
+ * Separately, the strict follower refuses any SET/SELECT/UPDATE whose text merely contains
+ * "client_encoding" or "standard_conforming_strings": pg_dump's own setval of a sequence named so.
+ */
+
+const OPTIONS = { databaseName: 'immich', existingRoles: new Set(['postgres']), allowedExtensions: new Set(['pgcrypto']), freezeCopies: true };
+
+async function filtered(input: Buffer, bytewise = false): Promise<Buffer> {
+  const filter = createRestoreFilter(OPTIONS);
+  const chunks: Buffer[] = [];
+  filter.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const source = bytewise ? Readable.from([...input].map((byte) => Buffer.from([byte]))) : Readable.from([input]);
+  await new Promise<void>((resolve, reject) => {
+    filter.on('end', resolve);
+    filter.on('error', reject);
+    source.pipe(filter);
+  });
+  return Buffer.concat(chunks);
+}
+
+async function outcome(input: Buffer, bytewise: boolean): Promise<{ out: string } | { refused: string }> {
+  try {
+    return { out: (await filtered(input, bytewise)).toString('latin1') };
+  } catch (error) {
+    return { refused: (error as Error).message };
+  }
+}
+
+const latin1 = (text: string) => Buffer.from(text, 'latin1');
+/** psql (standard strings on) runs the COMMIT; a lexer that believes them off reads `'a\'; COMMIT; -- '` as one string. */
+const SCS_TAIL = "SELECT 'a\\'; COMMIT; -- ';\nCREATE TABLE public.escaped (v int);\nSELECT 1/0;\n";
+/** U+3042 is E3 81 82 in UTF-8: a lexer in SJIS reads 0x82 and the quote as one character. */
+const SJIS_TAIL = "SELECT '\xe3\x81\x82'; COMMIT; -- ';\nCREATE TABLE public.escaped (v int);\nSELECT 1/0;\n";
+
+const SAVEPOINT_SCS = `CREATE TABLE public.committed (v int);\nSAVEPOINT s;\nSET standard_conforming_strings = off;\nROLLBACK TO SAVEPOINT s;\n${SCS_TAIL}`;
+
+const CASES: Array<[name: string, dump: string]> = [
+  ['ROLLBACK TO SAVEPOINT undoes SET standard_conforming_strings = off', SAVEPOINT_SCS],
+  ["ROLLBACK TO SAVEPOINT undoes SET client_encoding = 'SJIS'", `SAVEPOINT s;\nSET client_encoding = 'SJIS';\nROLLBACK TO SAVEPOINT s;\n${SJIS_TAIL}`],
+  ['set_config in VALUES (first word not followed)', `SET standard_conforming_strings = off;\nVALUES (pg_catalog.set_config('standard_conforming_strings', 'on', false));\n${SCS_TAIL}`],
+  ['set_config in a WITH query', `SET standard_conforming_strings = off;\nWITH s AS (SELECT pg_catalog.set_config('standard_conforming_strings', 'on', false)) SELECT * FROM s;\n${SCS_TAIL}`],
+  ['set_config with the name concatenated', `SET standard_conforming_strings = off;\nSELECT pg_catalog.set_config('standard_' || 'conforming_strings', 'on', false);\n${SCS_TAIL}`],
+];
+
+describe('a setting psql follows changes where the lexer does not see it', () => {
+  it.each(CASES)('%s: the COMMIT is left out, or the dump refused', async (_name, dump) => {
+    for (const bytewise of [false, true]) {
+      const result = await outcome(latin1(dump), bytewise);
+      if ('refused' in result) continue;
+      expect(result.out, JSON.stringify(result.out)).not.toContain('COMMIT');
+    }
+  });
+});
+
+describe('honest pg_dump output is not refused', () => {
+  it('setval of a sequence whose name contains client_encoding / standard_conforming_strings', async () => {
+    const dump = [
+      'SET client_encoding = \'UTF8\';',
+      'SET standard_conforming_strings = on;',
+      'CREATE TABLE public.client_encoding_log (id integer NOT NULL);',
+      'CREATE SEQUENCE public.client_encoding_log_id_seq AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1;',
+      "SELECT pg_catalog.setval('public.client_encoding_log_id_seq', 1, false);",
+      'CREATE TABLE public.standard_conforming_strings_test (id integer NOT NULL);',
+      "SELECT pg_catalog.setval('public.standard_conforming_strings_test_id_seq', 7, true);",
+      '',
+    ].join('\n');
+    for (const bytewise of [false, true]) expect(await outcome(latin1(dump), bytewise)).toEqual({ out: dump });
+  });
+});
+
+describe('through psql', () => {
+  const databases: string[] = [];
+  const roles: string[] = [];
+  afterAll(async () => {
+    for (const database of databases) await dropDatabase(database);
+    for (const role of roles) await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
+  });
+
+  it('ROLLBACK TO SAVEPOINT of a SET standard_conforming_strings: the filtered dump commits nothing when it fails', async () => {
+    let input: Buffer;
+    try {
+      input = await filtered(latin1(SAVEPOINT_SCS));
+    } catch {
+      return; // refused: psql gets none of it
+    }
+    const database = await createDatabase('lexer3');
+    databases.push(database);
+    const role = `${database}_loader`;
+    roles.push(role);
+    await withClient('postgres', async (client) => {
+      await client.query(`CREATE ROLE ${role} LOGIN`);
+      await client.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
+    });
+    const { host, port } = testCluster();
+    const psql = spawnSync(pgTool('psql'), ['-X', '-q', '-h', host, '-p', String(port), '-U', role, '-d', database, '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
+      input: Buffer.concat([latin1(`\\restrict lifeboatlexertest\nBEGIN;\n`), input, latin1('\nCOMMIT;\n')]),
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    expect(psql.status).not.toBe(0);
+    const left = await withClient(database, async (client) => (await client.query(`SELECT array_agg(relname::text ORDER BY relname) AS tables FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows[0]);
+    expect(left, psql.stderr.toString()).toEqual({ tables: null });
+  });
+});
