@@ -6,15 +6,16 @@ import { createDatabase, dropDatabase, testCluster, withClient } from './helpers
 import { pgTool } from './restore-helpers';
 
 /**
- * Third look at the lexer's settings follower (279bb2f). It follows the SET statements it sees, but
+ * Third look at the lexer's settings follower (279bb2f). It followed the SET statements it saw, but
  * the server (and psql, which takes the value the server reports) also changes these settings where
  * no SET is: ROLLBACK TO SAVEPOINT undoes a SET made after the savepoint (the server reports the old
- * value, psql reads the next line with it) while the lexer keeps the SET's value; and set_config in a
- * statement whose first word is not SET/SELECT/UPDATE (VALUES, WITH) is neither followed nor refused.
+ * value, psql reads the next line with it) while the lexer kept the SET's value; and set_config in a
+ * statement whose first word is not SET/SELECT/UPDATE (VALUES, WITH) was neither followed nor refused.
  * Then psql splits `SELECT 'a\'; COMMIT; -- ';` at the first `;` (standard strings on) while the lexer
- * (off) reads one string, so the filter passes a COMMIT that psql runs.
+ * (off) reads one string, so the filter passed a COMMIT that psql runs. Now the filter refuses ROLLBACK
+ * TO and any set_config but search_path's at top level.
  *
- * Separately, the strict follower refuses any SET/SELECT/UPDATE whose text merely contains
+ * Separately, the strict follower refused any SET/SELECT/UPDATE whose text merely contained
  * "client_encoding" or "standard_conforming_strings": pg_dump's own setval of a sequence named so.
  */
 

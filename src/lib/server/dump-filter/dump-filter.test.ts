@@ -141,10 +141,12 @@ describe('what the app does itself', () => {
   });
 
   it("leaves out statements that would end or start a transaction (the restore is one transaction of the app's)", async () => {
-    const sql = "BEGIN;\nSELECT 1;\nCOMMIT;\nROLLBACK;\nROLLBACK TO SAVEPOINT a;\nEND;\nABORT;\nSTART TRANSACTION;\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nPREPARE q AS SELECT 1;\n";
+    const sql = "BEGIN;\nSELECT 1;\nCOMMIT;\nROLLBACK;\nEND;\nABORT;\nSTART TRANSACTION;\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nPREPARE q AS SELECT 1;\n";
     const { output, summary } = await feed([Buffer.from(sql)]);
-    expect(output.toString()).toBe('\nSELECT 1;\n\n\nROLLBACK TO SAVEPOINT a;\n\n\n\n\n\nPREPARE q AS SELECT 1;\n');
+    expect(output.toString()).toBe('\nSELECT 1;\n\n\n\n\n\n\n\nPREPARE q AS SELECT 1;\n');
     expect(summary?.skipped.transaction).toBe(8);
+    // ROLLBACK TO a savepoint stays inside the transaction, but undoes SETs the lexer follows: refused.
+    expect((await feed([Buffer.from('SAVEPOINT a;\nROLLBACK TO SAVEPOINT a;\n')])).error?.message).toMatch(/in a form Lifeboat does not follow/);
   });
 
   it('leaves out database statements and schemas the app prepared', async () => {

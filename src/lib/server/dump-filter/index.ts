@@ -9,7 +9,7 @@
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ClusterSections, connectTarget } from './cluster-sections';
-import { followSetting } from './lexer-settings';
+import { followSetting, SET_CONFIG_WORDS } from './lexer-settings';
 import { PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
 import { CANDIDATE_WORDS, copyTable, createdTable, decide, freezeCopy, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
 
@@ -48,7 +48,7 @@ export interface FilterSummary {
 
 const LF = 10;
 /** Statements that may change how psql reads what follows (see followSetting). */
-const FOLLOWED_WORDS = new Set(['set', 'reset', 'select', 'update']);
+const FOLLOWED_WORDS: ReadonlySet<string> = new Set(['set', 'reset', 'rollback', 'update', ...SET_CONFIG_WORDS]);
 /** Bounds the filter's memory: the tables of any real dump, and at most a few MB of names. */
 const MAX_CREATED_TABLES = 20_000;
 
@@ -81,7 +81,7 @@ class FilterCore implements LexerSink {
   }
 
   wants(firstWord: string): boolean {
-    return CANDIDATE_WORDS.has(firstWord) || firstWord === 'reset' || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
+    return CANDIDATE_WORDS.has(firstWord) || FOLLOWED_WORDS.has(firstWord) || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
   }
 
   statement(text: Buffer, info: StatementInfo): void {

@@ -8,18 +8,24 @@ const FOLLOWED = new Set(['client_encoding', 'names', 'standard_conforming_strin
 export class UnfollowedSettingError extends Error {
   constructor(statement: string) {
     super(
-      `The dump changes how psql reads it (client_encoding or standard_conforming_strings) in a form Lifeboat does not follow, which pg_dump never writes: ${statement.slice(0, 120).replace(/\s+/g, ' ')}`,
+      `The dump changes a setting in a form Lifeboat does not follow (psql reads what comes next by client_encoding and standard_conforming_strings), which pg_dump never writes: ${statement.slice(0, 120).replace(/\s+/g, ' ')}`,
     );
     this.name = 'UnfollowedSettingError';
   }
 }
 
+/** First words of statements that may run set_config at top level (see followSetting). */
+export const SET_CONFIG_WORDS: ReadonlySet<string> = new Set(['select', 'values', 'with', 'call', 'explain', 'execute', 'prepare', 'table']);
+
 /**
  * A SET, SET SESSION/LOCAL, SET NAMES or RESET [ALL] of client_encoding / standard_conforming_strings
- * changes how psql reads what follows (psql takes the encoding the server reports after each
- * statement): the lexer follows it. `strict` (the restore filter): any other statement of these
- * kinds that names one of them (a comment or a list in the value, set_config, an UPDATE of
- * pg_settings) is refused, as the lexer could misjudge every statement boundary after it.
+ * changes how psql reads what follows (psql takes the value the server reports after each
+ * statement): the lexer follows it. `strict` (the restore filter) refuses, as the lexer could then
+ * misjudge every statement boundary after it: a SET of them it cannot read (a list as the value, an
+ * unknown boolean), ROLLBACK TO a savepoint (it undoes SETs), an UPDATE of pg_settings, and a
+ * set_config of anything but search_path in a statement of SET_CONFIG_WORDS. pg_dump writes none of
+ * these. A function or a DO block can still change them where no lexer sees it: a staged load is
+ * then dropped on failure, an in-place one rolled back to its restore point.
  */
 export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): void {
   const sql = text.toString('latin1');
@@ -27,7 +33,8 @@ export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): v
     if (strict) throw new UnfollowedSettingError(sql);
   };
   const tokens = tokenize(sql);
-  if (!tokens) return refuse();
+  // Past tokenize's limit: only a statement that could be one of those below is refused.
+  if (!tokens) return /set_config|client_encoding|standard_conforming_strings|names|rollback/i.test(sql) ? refuse() : undefined;
   const word = (i: number) => (tokens[i]?.kind === 'word' || tokens[i]?.kind === 'ident' ? tokens[i].text.toLowerCase() : undefined);
   const verb = word(0);
   if (verb === 'reset') {
@@ -36,16 +43,25 @@ export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): v
     if (name === 'all' || name === 'standard_conforming_strings') lexer.setStandardStrings(true);
     return;
   }
-  if (verb !== 'set') {
-    if (/client_encoding|standard_conforming_strings/i.test(sql)) refuse();
+  if (verb === 'rollback') {
+    if (word(1) === 'to') refuse();
     return;
   }
+  if (verb === 'update') {
+    const table = word(1) === 'only' ? 2 : 1;
+    if ((word(table) === 'pg_catalog' && tokens[table + 1]?.text === '.' ? word(table + 2) : word(table)) === 'pg_settings') refuse();
+    return;
+  }
+  if (verb && SET_CONFIG_WORDS.has(verb)) {
+    // set_config( 'search_path', ...) is pg_dump's own; any other setting could be one psql reads with.
+    const other = tokens.some((token, i) => token.kind === 'word' && token.text === 'set_config' && !(tokens[i + 1]?.text === '(' && tokens[i + 2]?.value === 'search_path'));
+    if (other) refuse();
+    return;
+  }
+  if (verb !== 'set') return;
   let at = word(1) === 'session' || word(1) === 'local' ? 2 : 1;
   const name = word(at);
-  if (!name || !FOLLOWED.has(name)) {
-    if (/client_encoding|standard_conforming_strings/i.test(sql)) refuse();
-    return;
-  }
+  if (!name || !FOLLOWED.has(name)) return;
   at++;
   if (name !== 'names') {
     if (!(tokens[at]?.text === '=' || word(at) === 'to')) return refuse();
