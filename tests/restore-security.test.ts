@@ -187,7 +187,7 @@ const ATTACKS: Attack[] = [
       expect(rows).toEqual([{ name: expected, login: expected }]);
     },
   },
-  { name: "set_config('session_authorization', 'postgres')", sql: () => `SELECT pg_catalog.set_config('session_authorization', 'postgres', false);`, refused: UNFOLLOWED },
+  { name: "set_config('session_authorization', 'postgres')", sql: () => `SELECT pg_catalog.set_config('session_authorization', 'postgres', false);`, refused: /permission denied to set session authorization/ },
   { name: 'DO ... SET SESSION AUTHORIZATION', sql: () => doExecute(`'SET SESSION AUTHORIZATION postgres'`), refused: /permission denied to set session authorization/ },
   { name: 'SET ROLE postgres', sql: () => `SET ROLE postgres;`, refused: /permission denied to set role "postgres"/, mayRestore: true },
   { name: 'ALTER ROLE U&"\\0070ostgres" NOLOGIN', sql: () => `ALTER ROLE U&"\\0070ostgres" NOLOGIN;`, refused: /must be superuser to alter superuser roles/, mayRestore: true, skipped: ROLE_SKIPPED, inPlace: true },

@@ -23,7 +23,7 @@ export const SET_CONFIG_WORDS: ReadonlySet<string> = new Set(['select', 'values'
  * statement): the lexer follows it. `strict` (the restore filter) refuses, as the lexer could then
  * misjudge every statement boundary after it: a SET of them it cannot read (a list as the value, an
  * unknown boolean), ROLLBACK TO a savepoint (it undoes SETs), an UPDATE of pg_settings, and a
- * set_config of anything but search_path in a statement of SET_CONFIG_WORDS. pg_dump writes none of
+ * set_config of one of them, or of a name that is not one plain literal, in a statement of SET_CONFIG_WORDS. pg_dump writes none of
  * these. A function or a DO block can still change them where no lexer sees it: a staged load is
  * then dropped on failure, an in-place one rolled back to its restore point.
  */
@@ -53,9 +53,11 @@ export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): v
     return;
   }
   if (verb && SET_CONFIG_WORDS.has(verb)) {
-    // set_config( 'search_path', ...) is pg_dump's own; any other setting could be one psql reads with.
-    const other = tokens.some((token, i) => token.kind === 'word' && token.text === 'set_config' && !(tokens[i + 1]?.text === '(' && tokens[i + 2]?.value === 'search_path'));
-    if (other) refuse();
+    // set_config('<a plain name>', ...) of another setting leaves psql's reading as it was; one of
+    // these two, or a name that is not one plain literal (built, escaped), could change it.
+    const named = (i: number) => tokens[i + 1]?.text === '(' && tokens[i + 2]?.value !== undefined && tokens[i + 3]?.text === ',';
+    const risky = tokens.some((token, i) => token.kind === 'word' && token.text === 'set_config' && !(named(i) && !FOLLOWED.has(tokens[i + 2].value!.trim().toLowerCase())));
+    if (risky) refuse();
     return;
   }
   if (verb !== 'set') return;
