@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { filtered, latin1, outcome } from './helpers/filter-attack';
 import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
 import { pgTool } from './restore-helpers';
 
@@ -17,22 +16,6 @@ import { pgTool } from './restore-helpers';
  * a DO block) remain: a staged load is dropped on failure, an in-place one rolled back to its restore point.
  */
 
-const OPTIONS = { databaseName: 'immich', existingRoles: new Set(['postgres']), allowedExtensions: new Set(['pgcrypto']), freezeCopies: true };
-
-async function filtered(input: Buffer, options: { bytewise?: boolean } = {}): Promise<Buffer> {
-  const filter = createRestoreFilter(OPTIONS);
-  const chunks: Buffer[] = [];
-  filter.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const source = options.bytewise ? Readable.from([...input].map((byte) => Buffer.from([byte]))) : Readable.from([input]);
-  await new Promise<void>((resolve, reject) => {
-    filter.on('end', resolve);
-    filter.on('error', reject);
-    source.pipe(filter);
-  });
-  return Buffer.concat(chunks);
-}
-
-const latin1 = (text: string) => Buffer.from(text, 'latin1');
 /** After the desync: a COMMIT psql runs, then a lone quote in a comment that closes the lexer's "string". */
 const TAIL = "COMMIT;\nCREATE TABLE public.escaped (v int);\nSELECT 1; -- '\nSELECT 1/0;\n";
 const LONG_TAG = `$${'a'.repeat(90)}$`;
@@ -60,15 +43,6 @@ const CASES: Array<[name: string, dump: string]> = [
   ['the value as a quoted identifier', `SET client_encoding = "SJIS";\nSELECT E'\x95\\';\n${TAIL}`],
   ['RESET client_encoding (the lexer stays in SJIS, psql is back in UTF8)', `SET client_encoding = 'SJIS';\nRESET client_encoding;\nSELECT '\xe3\x81\x82';\n${TAIL}`],
 ];
-
-/** What the filter makes of a dump: its output, or its refusal (a form psql reads and it would not follow). */
-async function outcome(input: Buffer, bytewise: boolean): Promise<{ out: string } | { refused: string }> {
-  try {
-    return { out: (await filtered(input, { bytewise })).toString('latin1') };
-  } catch (error) {
-    return { refused: (error as Error).message };
-  }
-}
 
 describe('a COMMIT psql runs as a statement is left out by the filter, or the dump is refused', () => {
   it.each(CASES)('%s', async (_name, dump) => {

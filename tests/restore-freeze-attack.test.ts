@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { Readable } from 'node:stream';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { roleNames } from '../src/lib/server/db/roles';
 import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { FILTER_OPTIONS, filtered, latin1 } from './helpers/filter-attack';
 import { createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
 import { beforeEnd, changeData, pgTool, seed, snapshot } from './restore-helpers';
 import { editDumpBytes, loginRoles, outcomeText, restoreOutcome, serverState } from './security-helpers';
@@ -19,22 +19,6 @@ import { editDumpBytes, loginRoles, outcomeText, restoreOutcome, serverState } f
  * outside the allow-list...) goes to psql unseen.
  */
 
-const OPTIONS = { databaseName: 'immich', existingRoles: new Set(['postgres']), allowedExtensions: new Set(['pgcrypto']), freezeCopies: true };
-
-async function filtered(input: Buffer, options: { bytewise?: boolean } = {}): Promise<Buffer> {
-  const filter = createRestoreFilter(OPTIONS);
-  const chunks: Buffer[] = [];
-  filter.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const source = options.bytewise ? Readable.from([...input].map((byte) => Buffer.from([byte]))) : Readable.from([input]);
-  await new Promise<void>((resolve, reject) => {
-    filter.on('end', resolve);
-    filter.on('error', reject);
-    source.pipe(filter);
-  });
-  return Buffer.concat(chunks);
-}
-
-const latin1 = (text: string) => Buffer.from(text, 'latin1');
 const lines = (bytes: Buffer) => bytes.toString('latin1').split('\n').length;
 
 /**
@@ -96,7 +80,7 @@ describe('freezeCopy keeps the dump as psql reads it', () => {
   it('a long run of CREATE TABLE with names PostgreSQL cuts to 63 bytes: the filter\'s memory stays bounded', async () => {
     setFlagsFromString('--expose_gc');
     const gc = runInNewContext('gc') as () => void;
-    const filter = createRestoreFilter(OPTIONS);
+    const filter = createRestoreFilter(FILTER_OPTIONS);
     filter.on('data', () => undefined);
     // One table for the server (IF NOT EXISTS, the same first 63 bytes), 64 names of 512 KiB for the filter.
     const pad = 'a'.repeat(512 * 1024);

@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { filtered, latin1, outcome } from './helpers/filter-attack';
 import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
 import { pgTool } from './restore-helpers';
 
@@ -19,30 +18,6 @@ import { pgTool } from './restore-helpers';
  * "client_encoding" or "standard_conforming_strings": pg_dump's own setval of a sequence named so.
  */
 
-const OPTIONS = { databaseName: 'immich', existingRoles: new Set(['postgres']), allowedExtensions: new Set(['pgcrypto']), freezeCopies: true };
-
-async function filtered(input: Buffer, bytewise = false): Promise<Buffer> {
-  const filter = createRestoreFilter(OPTIONS);
-  const chunks: Buffer[] = [];
-  filter.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const source = bytewise ? Readable.from([...input].map((byte) => Buffer.from([byte]))) : Readable.from([input]);
-  await new Promise<void>((resolve, reject) => {
-    filter.on('end', resolve);
-    filter.on('error', reject);
-    source.pipe(filter);
-  });
-  return Buffer.concat(chunks);
-}
-
-async function outcome(input: Buffer, bytewise: boolean): Promise<{ out: string } | { refused: string }> {
-  try {
-    return { out: (await filtered(input, bytewise)).toString('latin1') };
-  } catch (error) {
-    return { refused: (error as Error).message };
-  }
-}
-
-const latin1 = (text: string) => Buffer.from(text, 'latin1');
 /** psql (standard strings on) runs the COMMIT; a lexer that believes them off reads `'a\'; COMMIT; -- '` as one string. */
 const SCS_TAIL = "SELECT 'a\\'; COMMIT; -- ';\nCREATE TABLE public.escaped (v int);\nSELECT 1/0;\n";
 /** U+3042 is E3 81 82 in UTF-8: a lexer in SJIS reads 0x82 and the quote as one character. */
