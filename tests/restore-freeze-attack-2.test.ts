@@ -1,8 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { filtered, latin1, outcome } from './helpers/filter-attack';
-import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
-import { pgTool } from './restore-helpers';
+import { filtered, latin1, outcome, psqlAsOwner } from './helpers/filter-attack';
 
 /**
  * Second look at the freezeCopies rewrite (fixed in 831dd9c). The rewrite itself holds: it only
@@ -100,32 +97,17 @@ describe('a COMMIT psql runs as a statement is left out by the filter, or the du
 });
 
 describe('through psql', () => {
-  const databases: string[] = [];
-  const roles: string[] = [];
+  const cleanup: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
-    for (const database of databases) await dropDatabase(database);
-    for (const role of roles) await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
+    for (const step of cleanup.reverse()) await step();
   });
 
   it('\\; that would hide a COMMIT from the filter: the dump is refused before psql gets any of it', async () => {
     await expect(filtered(latin1(BACKSLASH_SEMICOLON))).rejects.toThrow(/Lifeboat does not follow/);
     await expect(filtered(latin1(BACKSLASH_SEMICOLON), { bytewise: true })).rejects.toThrow(/Lifeboat does not follow/);
     // Proof that psql would have run it: fed to psql as it is (no filter), the COMMIT leaves tables behind.
-    const database = await createDatabase('freeze2');
-    databases.push(database);
-    const role = `${database}_loader`;
-    roles.push(role);
-    await withClient('postgres', async (client) => {
-      await client.query(`CREATE ROLE ${role} LOGIN`);
-      await client.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
-    });
-    const { host, port } = testCluster();
-    const psql = spawnSync(pgTool('psql'), ['-X', '-q', '-h', host, '-p', String(port), '-U', role, '-d', database, '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-      input: Buffer.concat([latin1(`\\restrict lifeboatfreezetest\nBEGIN;\n`), latin1(BACKSLASH_SEMICOLON), latin1('\nCOMMIT;\n')]),
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    expect(psql.status).not.toBe(0);
-    const left = await withClient(database, async (client) => (await client.query(`SELECT array_agg(relname::text ORDER BY relname) AS tables FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows[0]);
-    expect(left, psql.stderr.toString()).toEqual({ tables: ['escaped', 't'] });
+    const run = await psqlAsOwner(latin1(BACKSLASH_SEMICOLON), cleanup);
+    expect(run.status).not.toBe(0);
+    expect(run.tables, run.stderr).toEqual(['escaped', 't']);
   });
 });

@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { roleNames } from '../src/lib/server/db/roles';
 import { createRestoreFilter } from '../src/lib/server/dump-filter';
-import { FILTER_OPTIONS, filtered, latin1 } from './helpers/filter-attack';
+import { FILTER_OPTIONS, filtered, latin1, outcome } from './helpers/filter-attack';
 import { createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
 import { beforeEnd, changeData, pgTool, seed, snapshot } from './restore-helpers';
 import { editDumpBytes, loginRoles, outcomeText, restoreOutcome, serverState } from './security-helpers';
@@ -69,11 +69,13 @@ describe('freezeCopy keeps the dump as psql reads it', () => {
     ['0xA0 before the semicolon', 'CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin\xa0;\nx\n\\.\n'],
     ['0xA0 and a space before the semicolon', 'CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin \xa0 ;\nx\n\\.\n'],
     ['SJIS: 0xA0 taking the newline before the semicolon', "SET client_encoding = 'SJIS';\nCREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin \xa0\n;\nx\n\\.\n"],
-  ])('%s: bytes that are no white space to psql are neither dropped nor re-encoded', async (_name, dump) => {
+  ])('%s: bytes that are no white space to psql are neither dropped nor re-encoded (or the COPY is refused)', async (_name, dump) => {
     const input = latin1(dump);
     for (const bytewise of [false, true]) {
-      const out = await filtered(input, { bytewise });
-      faithful(input, out);
+      const result = await outcome(input, bytewise);
+      // A COPY whose stdin is not its last word (0xA0 is a letter to psql) is refused since attack-5: psql would read rows the lexer does not.
+      if ('refused' in result) expect(result.refused).toMatch(/COPY \.\.\. FROM stdin with options after stdin/);
+      else faithful(input, latin1(result.out));
     }
   });
 

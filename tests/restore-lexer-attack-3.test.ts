@@ -1,8 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { filtered, latin1, outcome } from './helpers/filter-attack';
-import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
-import { pgTool } from './restore-helpers';
+import { filtered, latin1, outcome, psqlAsOwner } from './helpers/filter-attack';
 
 /**
  * Third look at the lexer's settings follower (279bb2f). It followed the SET statements it saw, but
@@ -60,11 +57,9 @@ describe('honest pg_dump output is not refused', () => {
 });
 
 describe('through psql', () => {
-  const databases: string[] = [];
-  const roles: string[] = [];
+  const cleanup: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
-    for (const database of databases) await dropDatabase(database);
-    for (const role of roles) await withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
+    for (const step of cleanup.reverse()) await step();
   });
 
   it('ROLLBACK TO SAVEPOINT of a SET standard_conforming_strings: the filtered dump commits nothing when it fails', async () => {
@@ -74,21 +69,8 @@ describe('through psql', () => {
     } catch {
       return; // refused: psql gets none of it
     }
-    const database = await createDatabase('lexer3');
-    databases.push(database);
-    const role = `${database}_loader`;
-    roles.push(role);
-    await withClient('postgres', async (client) => {
-      await client.query(`CREATE ROLE ${role} LOGIN`);
-      await client.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
-    });
-    const { host, port } = testCluster();
-    const psql = spawnSync(pgTool('psql'), ['-X', '-q', '-h', host, '-p', String(port), '-U', role, '-d', database, '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-      input: Buffer.concat([latin1(`\\restrict lifeboatlexertest\nBEGIN;\n`), input, latin1('\nCOMMIT;\n')]),
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    expect(psql.status).not.toBe(0);
-    const left = await withClient(database, async (client) => (await client.query(`SELECT array_agg(relname::text ORDER BY relname) AS tables FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows[0]);
-    expect(left, psql.stderr.toString()).toEqual({ tables: null });
+    const run = await psqlAsOwner(input, cleanup);
+    expect(run.status).not.toBe(0);
+    expect(run.tables, run.stderr).toBeNull();
   });
 });

@@ -235,7 +235,6 @@ describe('freezeCopies: rows of tables the load creates are written frozen', () 
       // Temporary tables, a CREATE TABLE inside a function body, options of the dump's own.
       'CREATE TEMP TABLE public.t (v text);\nCOPY public.t (v) FROM stdin;\n\\.\n',
       "CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS $$CREATE TABLE public.t (v text)$$;\nCOPY public.t (v) FROM stdin;\n\\.\n",
-      'CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin WITH (FORMAT text);\n\\.\n',
       // Not pg_dump's exact ending (see freezeCopy).
       'CREATE TABLE public.t (v text);\nCOPY public.t (v)\nFROM STDIN ;\n\\.\n',
       // A name PostgreSQL would cut to 63 bytes.
@@ -244,6 +243,8 @@ describe('freezeCopies: rows of tables the load creates are written frozen', () 
       'CREATE TABLE public.t (v text);\nCOPY public.u (v) FROM stdin;\nCOPY public.t (v) FROM stdin;\n\\.\n',
     ];
     for (const dump of cases) expect(await frozenText(dump), dump).toBe(dump);
+    // Options after stdin: psql reads rows where the lexer cannot tell, so the dump is refused.
+    await expect(frozenText('CREATE TABLE public.t (v text);\nCOPY public.t (v) FROM stdin WITH (FORMAT text);\n\\.\n')).rejects.toThrow(/options after stdin/);
   });
 
   it('is off unless asked for', async () => {

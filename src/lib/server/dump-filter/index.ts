@@ -9,8 +9,8 @@
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { ClusterSections, connectTarget } from './cluster-sections';
-import { followSetting, SET_CONFIG_WORDS } from './lexer-settings';
-import { PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
+import { followSetting, SET_CONFIG_WORDS, UnfollowedSettingError } from './lexer-settings';
+import { LexerRefusal, PsqlLexer, type LexerSink, type StatementInfo } from './psql-lexer';
 import { CANDIDATE_WORDS, copyTable, createdTable, decide, freezeCopy, tokenize, type DumpExtensionRef, type SkipCategory } from './statement-rules';
 
 export { DisallowedExtensionError } from './statement-rules';
@@ -49,6 +49,13 @@ export interface FilterSummary {
 const LF = 10;
 /** Statements that may change how psql reads what follows (see followSetting). */
 const FOLLOWED_WORDS: ReadonlySet<string> = new Set(['set', 'reset', 'rollback', 'update', ...SET_CONFIG_WORDS]);
+/**
+ * What a statement longer than the lexer's capture limit may create: the objects whose definitions
+ * can honestly grow that long (routine bodies, views, wide tables). Never one the rules act on.
+ */
+const LONG_CREATE_OBJECTS: ReadonlySet<string> = new Set(['function', 'procedure', 'aggregate', 'view', 'materialized', 'recursive', 'table', 'unlogged', 'type', 'domain', 'index', 'unique', 'trigger', 'constraint', 'rule', 'policy']);
+/** First words of the statements that may be that long; others the rules act on must be seen whole. */
+const LONG_WORDS: ReadonlySet<string> = new Set(['create', 'comment', 'copy', ...SET_CONFIG_WORDS]);
 /** Bounds the filter's memory: the tables of any real dump, and at most a few MB of names. */
 const MAX_CREATED_TABLES = 20_000;
 
@@ -64,6 +71,8 @@ class FilterCore implements LexerSink {
   };
   /** Tables a CREATE TABLE of this stream made (freezeCopies), up to MAX_CREATED_TABLES. */
   private readonly created = new Set<string>();
+  /** What psql reads by where the chosen section was left (see section()). */
+  private keptSettings: PsqlLexer['settings'] = { encoding: '', standardStrings: true };
   /** Set by scanDumpHead: called with each statement's first word, may stop the scan. */
   onStatement: ((info: StatementInfo, inChosen: boolean) => void) | null = null;
 
@@ -81,12 +90,13 @@ class FilterCore implements LexerSink {
   }
 
   wants(firstWord: string): boolean {
-    return CANDIDATE_WORDS.has(firstWord) || FOLLOWED_WORDS.has(firstWord) || (firstWord === 'copy' && !!this.options.freezeCopies) || this.onStatement !== null;
+    return this.judged(firstWord) || this.onStatement !== null;
   }
 
   statement(text: Buffer, info: StatementInfo): void {
     this.sections.statementSeen();
-    if (FOLLOWED_WORDS.has(info.firstWord)) followSetting(this.lexer, text, true);
+    // Other sections of a cluster dump never reach psql: what they set is followed, never refused.
+    if (FOLLOWED_WORDS.has(info.firstWord) || info.suspect) followSetting(this.lexer, text, this.sections.keep);
     if (info.firstWord === 'drop' && !this.sections.keep) this.listDatabase(text);
     this.onStatement?.(info, this.sections.keep);
     // Other databases' sections of a cluster dump are only read, never judged.
@@ -109,23 +119,45 @@ class FilterCore implements LexerSink {
     if (decision.extension && !this.summary.extensions.some((e) => e.name === decision.extension!.name)) this.summary.extensions.push(decision.extension);
   }
 
+  /**
+   * A statement the lexer could not capture whole is judged by its head (it may be long only if
+   * the rules would keep it) and, at its end, by what the lexer marked (LexerSink).
+   */
+  overflow(head: Buffer, info: StatementInfo): void {
+    if (!this.sections.keep || !this.judged(info.firstWord)) return;
+    const tokens = tokenize(head.toString('utf8'), { prefix: true }) ?? [];
+    const word = (i: number) => (tokens[i]?.kind === 'word' ? tokens[i].text : undefined);
+    const object = info.firstWord === 'create' ? (word(1) === 'or' && word(2) === 'replace' ? word(3) : word(1)) : undefined;
+    const long =
+      LONG_WORDS.has(info.firstWord) &&
+      !info.suspect &&
+      !(info.firstWord === 'create' && !(object && LONG_CREATE_OBJECTS.has(object))) &&
+      !(info.firstWord === 'comment' && !(word(1) === 'on' && tokens.length > 3 && word(2) !== 'database' && word(2) !== 'extension')) &&
+      !(info.firstWord === 'prepare' && word(1) === 'transaction');
+    if (!long) throw new LexerRefusal(`${info.firstWord.toUpperCase() || 'a'} statement longer than ${head.length >> 20} MiB of a kind Lifeboat reads whole`);
+  }
+
+  uncaptured(info: StatementInfo): void {
+    if (this.sections.keep && info.suspect) throw new UnfollowedSettingError(`${info.firstWord.toUpperCase() || 'a'} statement calling set_config or naming U&"..."`);
+  }
+
   metaLine(line: Buffer, eol: string): void {
     const text = line.toString('utf8');
     const match = /^\\([A-Za-z]+)(?:[ \t]+(.*))?$/s.exec(text);
     const command = match?.[1];
-    if (command === 'connect' || command === 'c') this.sections.connect(connectTarget(match?.[2] ?? ''));
+    if (command === 'connect' || command === 'c') this.section(() => this.sections.connect(connectTarget(match?.[2] ?? '')));
     if (command === 'connect' || command === 'c' || command === 'restrict' || command === 'unrestrict') {
       this.newlines(eol.endsWith('\n') ? 1 : 0);
       return;
     }
     // Any other meta-command goes to psql as it is: in restricted mode psql refuses it.
     this.sections.statementSeen();
-    this.onStatement?.({ firstWord: '\\', lastWords: ['', ''] }, this.sections.keep);
+    this.onStatement?.({ firstWord: '\\', lastWords: ['', ''], suspect: false, overflowed: false }, this.sections.keep);
     this.text(Buffer.concat([line, Buffer.from(eol)]));
   }
 
   commentLine(head: string): void {
-    this.sections.commentLine(head);
+    this.section(() => this.sections.commentLine(head));
   }
 
   finish(): void {
@@ -141,6 +173,22 @@ class FilterCore implements LexerSink {
     if (!this.options.freezeCopies || info.lastWords[0] !== 'from' || info.lastWords[1] !== 'stdin') return null;
     const table = copyTable(text);
     return table && this.created.has(table) ? freezeCopy(text) : null;
+  }
+
+  /** Statements the rules act on or that may change psql's reading: captured, to be seen whole. */
+  private judged(firstWord: string): boolean {
+    return CANDIDATE_WORDS.has(firstWord) || FOLLOWED_WORDS.has(firstWord) || firstWord === 'copy';
+  }
+
+  /**
+   * A change of section: psql, which gets only the chosen database's section, reads its next part
+   * with the settings its last part left, whatever the sections between set.
+   */
+  private section(change: () => void): void {
+    const kept = this.sections.keep;
+    change();
+    if (kept && !this.sections.keep) this.keptSettings = this.lexer.settings;
+    else if (!kept && this.sections.keep) this.lexer.settings = this.keptSettings;
   }
 
   private listDatabase(text: Buffer): void {

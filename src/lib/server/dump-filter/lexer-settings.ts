@@ -1,5 +1,5 @@
 import type { PsqlLexer } from './psql-lexer';
-import { tokenize } from './statement-rules';
+import { tokenize, type Token } from './statement-rules';
 
 /** Settings that change how psql reads what follows (SET NAMES is client_encoding). */
 const FOLLOWED = new Set(['client_encoding', 'names', 'standard_conforming_strings']);
@@ -14,7 +14,7 @@ export class UnfollowedSettingError extends Error {
   }
 }
 
-/** First words of statements that may run set_config at top level (see followSetting). */
+/** First words of statements that may run set_config at top level: captured, so that its arguments can be read. */
 export const SET_CONFIG_WORDS: ReadonlySet<string> = new Set(['select', 'values', 'with', 'call', 'explain', 'execute', 'prepare', 'table']);
 
 /**
@@ -22,10 +22,12 @@ export const SET_CONFIG_WORDS: ReadonlySet<string> = new Set(['select', 'values'
  * changes how psql reads what follows (psql takes the value the server reports after each
  * statement): the lexer follows it. `strict` (the restore filter) refuses, as the lexer could then
  * misjudge every statement boundary after it: a SET of them it cannot read (a list as the value, an
- * unknown boolean), ROLLBACK TO a savepoint (it undoes SETs), an UPDATE of pg_settings, and a
- * set_config of one of them, or of a name that is not one plain literal, in a statement of SET_CONFIG_WORDS. pg_dump writes none of
- * these. A function or a DO block can still change them where no lexer sees it: a staged load is
- * then dropped on failure, an in-place one rolled back to its restore point.
+ * unknown boolean), ROLLBACK TO a savepoint (it undoes SETs), an UPDATE of pg_settings, a U&"..."
+ * name whose UESCAPE tokenize cannot read, and a call of set_config (by any spelling), in any statement, of one
+ * of them or of a name that is not one plain literal. pg_dump writes none of these. The lexer
+ * marks statements that name set_config and captures none of them unseen (LexerSink.uncaptured).
+ * A function, a view, a default or a DO block can still change them where no text shows it: a
+ * staged load is then dropped on failure, an in-place one rolled back to its restore point.
  */
 export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): void {
   const sql = text.toString('latin1');
@@ -34,8 +36,9 @@ export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): v
   };
   const tokens = tokenize(sql);
   // Past tokenize's limit: only a statement that could be one of those below is refused.
-  if (!tokens) return /set_config|client_encoding|standard_conforming_strings|names|rollback/i.test(sql) ? refuse() : undefined;
+  if (!tokens) return /set_config|client_encoding|standard_conforming_strings|names|rollback|u&/i.test(sql) ? refuse() : undefined;
   const word = (i: number) => (tokens[i]?.kind === 'word' || tokens[i]?.kind === 'ident' ? tokens[i].text.toLowerCase() : undefined);
+  if (tokens.some((token, i) => (token.unicode && unreadEscape(tokens, i)) || (isSetConfig(token) && tokens[i + 1]?.text === '(' && !harmlessSetConfig(tokens, i)))) return refuse();
   const verb = word(0);
   if (verb === 'reset') {
     const name = word(1);
@@ -50,14 +53,6 @@ export function followSetting(lexer: PsqlLexer, text: Buffer, strict = false): v
   if (verb === 'update') {
     const table = word(1) === 'only' ? 2 : 1;
     if ((word(table) === 'pg_catalog' && tokens[table + 1]?.text === '.' ? word(table + 2) : word(table)) === 'pg_settings') refuse();
-    return;
-  }
-  if (verb && SET_CONFIG_WORDS.has(verb)) {
-    // set_config('<a plain name>', ...) of another setting leaves psql's reading as it was; one of
-    // these two, or a name that is not one plain literal (built, escaped), could change it.
-    const named = (i: number) => tokens[i + 1]?.text === '(' && tokens[i + 2]?.value !== undefined && tokens[i + 3]?.text === ',';
-    const risky = tokens.some((token, i) => token.kind === 'word' && token.text === 'set_config' && !(named(i) && !FOLLOWED.has(tokens[i + 2].value!.trim().toLowerCase())));
-    if (risky) refuse();
     return;
   }
   if (verb !== 'set') return;
@@ -100,4 +95,25 @@ export function droppedDatabase(text: Buffer): string | null {
   if (tokens[1]?.text !== 'database') return null;
   const name = tokens[tokens[2]?.text === 'if' && tokens[3]?.text === 'exists' ? 4 : 2];
   return name && (name.kind === 'word' || name.kind === 'ident') ? name.text : null;
+}
+
+/** set_config, as a word or a quoted name ("SET_CONFIG" is another function). */
+const isSetConfig = (token: Token) => (token.kind === 'word' || token.kind === 'ident') && token.text === 'set_config';
+
+/**
+ * set_config('<a plain name>', ...) of another setting leaves psql's reading as it was; one of the
+ * two, or a name that is not one plain literal (built, escaped, a parameter), could change it.
+ */
+function harmlessSetConfig(tokens: Token[], at: number): boolean {
+  const name = tokens[at + 2];
+  return name?.value !== undefined && tokens[at + 3]?.text === ',' && !FOLLOWED.has(name.value.trim().toLowerCase());
+}
+
+/**
+ * A U&"..." name with a UESCAPE tokenize did not take (after a comment, or as E'...'): the server
+ * reads its escapes with another character, so the name tokenize decoded (set_config or not) may not be it.
+ */
+function unreadEscape(tokens: Token[], at: number): boolean {
+  const next = tokens[at + 1];
+  return next?.kind === 'word' && next.text === 'uescape';
 }

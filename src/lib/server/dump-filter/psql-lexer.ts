@@ -16,6 +16,13 @@ export interface StatementInfo {
   firstWord: string;
   /** Lower-cased last two words before the semicolon (for COPY ... FROM stdin). */
   lastWords: [string, string];
+  /**
+   * The statement names set_config (as a word or a quoted identifier) or has a U&"..." identifier:
+   * it may change a setting psql reads by, so the sink must see it whole (see LexerSink.uncaptured).
+   */
+  suspect: boolean;
+  /** It outgrew captureLimit: from then on it streamed through (see LexerSink.overflow). */
+  overflowed: boolean;
 }
 
 export interface LexerSink {
@@ -31,6 +38,16 @@ export interface LexerSink {
   commentLine?(head: string): void;
   /** COPY data starts (after a COPY ... FROM stdin statement's line) or ends. */
   copy?(started: boolean): void;
+  /**
+   * A captured statement outgrew captureLimit: its first `head` bytes, before they are handed on
+   * (by text()) with the rest of it. May throw to refuse it.
+   */
+  overflow?(head: Buffer, info: StatementInfo): void;
+  /**
+   * The end of a statement that was not captured whole (never wanted, or overflowed) and is
+   * suspect or overflowed, before its `;` is handed on: psql cannot run it until then. May throw.
+   */
+  uncaptured?(info: StatementInfo): void;
 }
 
 const enum S {
@@ -77,8 +94,6 @@ export class PsqlLexer {
   private parens = 0;
   private multibyte = false;
   private encoding = '';
-  /** The byte before the current buffer (an E before a quote may be in the previous chunk). */
-  private lastByte = 0;
   private standardStrings = true;
   /** Bytes still to skip of a multibyte character (cross-chunk). */
   private skip = 0;
@@ -95,6 +110,17 @@ export class PsqlLexer {
   private metaOverflow = false;
   private comment = '';
   private copyPending = false;
+  private suspect = false;
+  /** The statement has the word stdin outside parentheses (see checkEnd). */
+  private stdin = false;
+  /** The buffer ended inside a word: the next one's first bytes continue it. */
+  private midWord = false;
+  private overflowed = false;
+  /** The first bytes of the quoted identifier being read (to spot "set_config"). */
+  private identHead = '';
+  /** The last word read and where it ended in the current buffer (-1: not in it): a string's prefix. */
+  private prefixWord = '';
+  private prefixEnd = -1;
   // psql's rule for CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END: no end at the inner semicolons.
   private words: string[] = [];
   private wordCount = 0;
@@ -108,6 +134,16 @@ export class PsqlLexer {
   /** psql's reading of a plain '...' depends on the server's standard_conforming_strings (pg_dump sets it). */
   setStandardStrings(on: boolean): void {
     this.standardStrings = on;
+  }
+
+  /** What psql reads by now: saved where a cluster dump leaves the chosen database's section, put back where it resumes. */
+  get settings(): { encoding: string; standardStrings: boolean } {
+    return { encoding: this.encoding, standardStrings: this.standardStrings };
+  }
+
+  set settings(saved: { encoding: string; standardStrings: boolean }) {
+    this.setClientEncoding(saved.encoding);
+    this.standardStrings = saved.standardStrings;
   }
 
   setClientEncoding(name: string): void {
@@ -126,13 +162,18 @@ export class PsqlLexer {
     this.pending = null;
     this.run(buf, true);
     if (this.state === S.Meta) this.finishMeta('');
-    if (this.capturing || this.inStatement) this.finishStatement();
+    if (this.capturing || this.inStatement) {
+      // psql runs a last statement without its `;` at the end of its input.
+      if (this.inStatement) this.checkEnd();
+      this.finishStatement();
+    }
   }
 
   private run(buf: Buffer, final: boolean): void {
     let i = 0;
     let from = 0; // first byte not yet handed on
     const n = buf.length;
+    this.prefixEnd = -1;
     const flush = (to: number) => {
       if (to > from) this.out(buf.subarray(from, to));
       from = to;
@@ -181,32 +222,34 @@ export class PsqlLexer {
           continue;
         }
         case S.LineComment: {
+          // psql (and the server) end a -- comment at a carriage return too; the line end is then read as such.
           const nl = buf.indexOf(LF, i);
-          if (this.comment.length < COMMENT_HEAD) this.comment += buf.toString('latin1', i, Math.min(nl === -1 ? n : nl, i + COMMENT_HEAD));
-          if (nl === -1) {
+          const cr = buf.subarray(i, nl === -1 ? n : nl).indexOf(CR);
+          const end = cr !== -1 ? i + cr : nl;
+          if (this.comment.length < COMMENT_HEAD) this.comment += buf.toString('latin1', i, Math.min(end === -1 ? n : end, i + COMMENT_HEAD));
+          if (end === -1) {
             i = n;
             continue;
           }
-          i = nl + 1;
+          i = end;
           this.state = S.Normal;
-          this.lineEnded();
-          if (!this.inStatement) this.sink.commentLine?.(this.comment.replace(/\r$/, ''));
-          if (this.copyPending) {
-            flush(i);
-            this.startCopy();
-          }
+          if (!this.inStatement) this.sink.commentLine?.(this.comment);
           continue;
         }
         case S.Quote:
         case S.Ident: {
           const close = this.state === S.Quote ? 39 : 34;
           if (this.multibyte && c >= 128) {
+            if (n - i < 4 && !final) return this.hold(buf, i, from, flush);
             this.skip = this.charLength(buf, i) - 1;
             i++;
           } else if (c === close) {
             if (i + 1 >= n && !final) return this.hold(buf, i, from, flush);
-            if (buf[i + 1] === close) i += 2;
-            else {
+            if (buf[i + 1] === close) {
+              if (this.state === S.Ident) this.identByte(c);
+              i += 2;
+            } else {
+              if (this.state === S.Ident && this.identHead === 'set_config') this.suspect = true;
               this.state = S.Normal;
               this.atLineStart = false;
               i++;
@@ -214,7 +257,10 @@ export class PsqlLexer {
           } else if (c === BACKSLASH && this.state === S.Quote && this.escapeQuote) {
             if (i + 1 >= n && !final) return this.hold(buf, i, from, flush);
             i += 2;
-          } else i++;
+          } else {
+            if (this.state === S.Ident) this.identByte(c);
+            i++;
+          }
           continue;
         }
         case S.Dollar: {
@@ -248,6 +294,20 @@ export class PsqlLexer {
       }
 
       // Normal state.
+      if (this.midWord) {
+        this.midWord = false;
+        if (isIdentChar(c) || (this.multibyte && c >= 128)) {
+          // The rest of a word the previous buffer ended in: one identifier to psql, never a keyword or a prefix.
+          i = this.wordEnd(buf, i, final);
+          this.noteWord('');
+          if (this.midWord && i < n) return this.hold(buf, i, from, flush);
+          continue;
+        }
+      }
+      if (this.copyPending && !isSpace(c)) {
+        // psql runs the rest of a COPY's line after its rows, where this lexer would read it before them.
+        throw new LexerRefusal('SQL after a COPY ... FROM stdin on the same line');
+      }
       if (isSpace(c)) {
         if (c === LF) {
           this.lineEnded();
@@ -309,6 +369,7 @@ export class PsqlLexer {
         this.beginStatement(buf, i);
       }
       if (c === 59 && this.parens === 0 && this.beginDepth === 0) {
+        this.checkEnd();
         flush(i + 1);
         i++;
         this.word = '';
@@ -318,15 +379,17 @@ export class PsqlLexer {
       if (c === 40) this.parens++;
       else if (c === 41 && this.parens > 0) this.parens--;
       if (c === 39) {
-        const prev = i > 0 ? buf[i - 1] : this.lastByte;
         this.state = S.Quote;
-        this.escapeQuote = !this.standardStrings || prev === 69 || prev === 101; // E'...'
+        this.escapeQuote = this.escapesIn(buf, i);
         this.noteWord('');
         i++;
         continue;
       }
       if (c === 34) {
         this.state = S.Ident;
+        this.identHead = '';
+        // U&"..." spells a name with escapes, which pg_dump never writes: the sink sees it whole.
+        if (this.prefixEnd === i - 1 && this.prefixWord === 'u' && buf[i - 1] === 38) this.suspect = true;
         this.noteWord('');
         i++;
         continue;
@@ -342,18 +405,18 @@ export class PsqlLexer {
         }
       }
       if (isIdentStart(c)) {
-        let j = i;
-        while (j < n && isIdentChar(buf[j]) && !(this.multibyte && buf[j] >= 128)) j++;
-        if (this.multibyte && j < n && buf[j] >= 128) {
-          // Multibyte characters in a word: step through them one character at a time.
-          this.noteWord('');
-          this.skip = this.charLength(buf, j) - 1;
-          i = j + 1;
-          continue;
-        }
-        const word = j - i <= WORD_LIMIT ? buf.toString('latin1', i, j).toLowerCase() : '';
+        const j = this.wordEnd(buf, i, final);
+        // A word with multibyte characters or cut by the buffer's end is no keyword; psql reads it as one identifier.
+        const plain = !this.midWord && this.skip === 0 && j - i <= WORD_LIMIT && !(this.multibyte && buf.subarray(i, j).some((b) => b >= 128));
+        const word = plain ? buf.toString('latin1', i, j).toLowerCase() : '';
+        const cut = this.midWord && j < n;
+        if (word === 'set_config') this.suspect = true;
+        if (word === 'stdin' && this.parens === 0) this.stdin = true;
+        this.prefixWord = word;
+        this.prefixEnd = j;
         this.routineWord(word);
         this.noteWord(word);
+        if (cut) return this.hold(buf, j, from, flush);
         i = j;
         continue;
       }
@@ -361,13 +424,11 @@ export class PsqlLexer {
       i++;
     }
     flush(n);
-    if (n > 0) this.lastByte = buf[n - 1];
   }
 
   /** Hands on what was read before `at` and keeps the rest for the next chunk. */
   private hold(buf: Buffer, at: number, from: number, flush: (to: number) => void): void {
     flush(Math.max(from, at));
-    if (at > 0) this.lastByte = buf[at - 1];
     this.pending = Buffer.from(buf.subarray(at));
   }
 
@@ -377,10 +438,13 @@ export class PsqlLexer {
       this.captured.push(Buffer.from(bytes));
       this.capturedBytes += bytes.length;
       if (this.capturedBytes > this.captureLimit) {
-        // Too long to be one the filter rewrites: it streams through unchanged from here.
+        // Too long to be one the filter rewrites: the sink judges its head, then it streams through unchanged.
+        const head = Buffer.concat(this.captured);
         this.capturing = false;
-        this.sink.text(Buffer.concat(this.captured));
+        this.overflowed = true;
         this.captured = [];
+        this.sink.overflow?.(head, this.info());
+        this.sink.text(head);
       }
       return;
     }
@@ -395,6 +459,9 @@ export class PsqlLexer {
     this.beginDepth = 0;
     this.lastWords = ['', ''];
     this.word = '';
+    this.suspect = false;
+    this.stdin = false;
+    this.overflowed = false;
     let j = at;
     while (j < buf.length && isIdentChar(buf[j]) && buf[j] < 128) j++;
     this.firstWord = buf.toString('latin1', at, Math.min(j, at + WORD_LIMIT)).toLowerCase();
@@ -403,13 +470,35 @@ export class PsqlLexer {
     this.capturedBytes = 0;
   }
 
+  /** Where the identifier from `i` ends (psql's {identifier}: multibyte characters included); sets midWord when the buffer ends first. */
+  private wordEnd(buf: Buffer, i: number, final: boolean): number {
+    const n = buf.length;
+    let j = i;
+    while (j < n) {
+      const b = buf[j];
+      if (this.multibyte && b >= 128) {
+        if (n - j < 4 && !final) break; // its length may depend on the next bytes (GB18030)
+        j += this.charLength(buf, j);
+      } else if (isIdentChar(b)) j++;
+      else return j;
+    }
+    if (final) {
+      if (j > n) this.skip = j - n;
+      return Math.min(j, n);
+    }
+    // The buffer ended in the word, or a multibyte character it may cut starts at j (the caller holds from there).
+    this.midWord = true;
+    return j;
+  }
+
+  /** psql's rule (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE, BEGIN, CASE within one, and END outside parentheses nest. */
   private routineWord(word: string): void {
     if (!this.inStatement) return;
     if (++this.wordCount <= 4) this.words.push(word);
     const [w0, w1, w2, w3] = this.words;
     const routine = (w: string | undefined) => w === 'function' || w === 'procedure';
-    if (w0 !== 'create' || !(routine(w1) || (w1 === 'or' && w2 === 'replace' && routine(w3)))) return;
-    if ((word === 'begin' || word === 'case') && this.wordCount > 1) this.beginDepth++;
+    if (w0 !== 'create' || !(routine(w1) || (w1 === 'or' && w2 === 'replace' && routine(w3))) || this.parens > 0) return;
+    if (word === 'begin' || (word === 'case' && this.beginDepth > 0)) this.beginDepth++;
     else if (word === 'end' && this.beginDepth > 0) this.beginDepth--;
   }
 
@@ -418,8 +507,40 @@ export class PsqlLexer {
     this.lastWords = [this.lastWords[1], word];
   }
 
+  private info(): StatementInfo {
+    return { firstWord: this.firstWord, lastWords: this.lastWords, suspect: this.suspect, overflowed: this.overflowed };
+  }
+
+  /**
+   * Before a statement's end is handed on: a COPY that puts psql into reading rows must say so where
+   * this lexer looks (it ends FROM stdin; pg_dump writes no options after it); and a statement the
+   * sink did not see whole goes to LexerSink.uncaptured.
+   */
+  private checkEnd(): void {
+    const [before, last] = this.lastWords;
+    if (this.firstWord === 'copy' && this.stdin && !(before === 'from' && last === 'stdin')) throw new LexerRefusal('a COPY ... FROM stdin with options after stdin');
+    if (!this.capturing && (this.suspect || this.overflowed)) this.sink.uncaptured?.(this.info());
+  }
+
+  /**
+   * Does the string starting at `i` take backslash escapes, as psql reads it (psqlscan.l)? E'...'
+   * always; B'...', X'...' and U&'...' never; '...' and N'...' when standard_conforming_strings is
+   * off. A prefix is a word of its own letter: `name'a\'` is the type name and a plain string.
+   */
+  private escapesIn(buf: Buffer, i: number): boolean {
+    const prefix = this.prefixEnd === i ? this.prefixWord : '';
+    if (prefix === 'e') return true;
+    if (prefix === 'b' || prefix === 'x') return false;
+    if (this.prefixEnd === i - 1 && this.prefixWord === 'u' && buf[i - 1] === 38) return false;
+    return !this.standardStrings;
+  }
+
+  private identByte(c: number): void {
+    if (this.identHead.length < 11) this.identHead += String.fromCharCode(c);
+  }
+
   private finishStatement(): void {
-    const info: StatementInfo = { firstWord: this.firstWord, lastWords: this.lastWords };
+    const info = this.info();
     if (this.capturing) {
       const text = Buffer.concat(this.captured);
       this.captured = [];

@@ -39,6 +39,8 @@ export interface Token {
   text: string;
   /** A plain '...' string without backslashes: its value (quotes undone). */
   value?: string;
+  /** A U&"..." identifier (its escapes undone in text). */
+  unicode?: boolean;
 }
 
 const SEARCH_PATH_ORIGINAL = "SELECT pg_catalog.set_config('search_path', '', false);";
@@ -206,21 +208,22 @@ export function nameParts(tokens: Token[], at: number): { parts: string[]; next:
   return parts.length > 3 ? null : { parts, next: i + 1 };
 }
 
-/** The statement's tokens (null past MAX_TOKENS: too long to be one the rules act on). */
-export function tokenize(sql: string): Token[] | null {
+/** The statement's tokens (null past MAX_TOKENS: too long to be one the rules act on; with `prefix`, the first MAX_TOKENS). */
+export function tokenize(sql: string, options: { prefix?: boolean } = {}): Token[] | null {
   const tokens: Token[] = [];
   const n = sql.length;
   let i = 0;
   while (i < n) {
-    if (tokens.length > MAX_TOKENS) return null;
+    if (tokens.length > MAX_TOKENS) return options.prefix ? tokens : null;
     const c = sql[i];
     if (/\s/.test(c)) {
       i++;
       continue;
     }
     if (c === '-' && sql[i + 1] === '-') {
-      const nl = sql.indexOf('\n', i);
-      i = nl === -1 ? n : nl + 1;
+      // As the server: a carriage return ends the comment too.
+      const end = /[\r\n]/.exec(sql.slice(i, sql.indexOf('\n', i) + 1 || n));
+      i = end ? i + end.index + 1 : n;
       continue;
     }
     if (c === '/' && sql[i + 1] === '*') {
@@ -240,7 +243,7 @@ export function tokenize(sql: string): Token[] | null {
       i = end;
       const escape = /^\s*uescape\s*'(.)'/i.exec(sql.slice(i, i + 32));
       if (escape) i += escape[0].length;
-      tokens.push({ kind: 'ident', text: decodeUnicode(raw, escape?.[1] ?? '\\') });
+      tokens.push({ kind: 'ident', text: decodeUnicode(raw, escape?.[1] ?? '\\'), unicode: true });
       continue;
     }
     if (c === '"') {
