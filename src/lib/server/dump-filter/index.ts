@@ -134,6 +134,7 @@ class FilterCore implements LexerSink {
       !(info.firstWord === 'create' && !(object && LONG_CREATE_OBJECTS.has(object))) &&
       !(info.firstWord === 'comment' && !(word(1) === 'on' && tokens.length > 3 && word(2) !== 'database' && word(2) !== 'extension')) &&
       !(info.firstWord === 'prepare' && word(1) === 'transaction');
+    if (info.suspect) throw new UnfollowedSettingError(`${info.firstWord.toUpperCase()} statement longer than ${head.length >> 20} MiB naming set_config or U&"..."`);
     if (!long) throw new LexerRefusal(`${info.firstWord.toUpperCase() || 'a'} statement longer than ${head.length >> 20} MiB of a kind Lifeboat reads whole`);
   }
 

@@ -394,8 +394,9 @@ export class PsqlLexer {
         i++;
         continue;
       }
-      if (c === 36 && !(i > 0 && isIdentChar(buf[i - 1]))) {
-        const tag = dollarTagAt(buf, i);
+      // A `$` inside an identifier was read with its word: here one opens a dollar quote even after a number (`1$a$`), as in psql.
+      if (c === 36) {
+        const tag = this.dollarTagAt(buf, i);
         if (tag) {
           this.state = S.Dollar;
           this.dollarTag = Buffer.from(tag);
@@ -596,6 +597,30 @@ export class PsqlLexer {
     this.atLineStart = true;
   }
 
+  /**
+   * `$tag$` at `at` (`$$` included), or null; a digit after `$` is a parameter. psql takes a tag of any
+   * length; past LOOKAHEAD bytes this lexer cannot tell, so it refuses (pg_dump's tags are short). In
+   * an encoding whose characters can hold ASCII bytes psql reads a tag's characters with their trailing
+   * bytes masked, and compares tags so masked: a tag with such characters is refused.
+   */
+  private dollarTagAt(buf: Buffer, at: number): Buffer | null {
+    let j = at + 1;
+    if (j < buf.length && buf[j] === 36) return buf.subarray(at, j + 1);
+    if (j >= buf.length || !isIdentStart(buf[j]) || buf[j] === 36) return null;
+    const isTagChar = (b: number) => isIdentStart(b) || (b >= 48 && b <= 57);
+    let multibyte = false;
+    while (j < buf.length && j - at < LOOKAHEAD - 2 && isTagChar(buf[j])) {
+      if (this.multibyte && buf[j] >= 128) {
+        multibyte = true;
+        j += this.charLength(buf, j);
+      } else j++;
+    }
+    if (j < buf.length && j - at >= LOOKAHEAD - 2 && isTagChar(buf[j])) throw new LexerRefusal(`a dollar-quote tag longer than ${LOOKAHEAD - 3} bytes`);
+    if (buf[j] !== 36) return null;
+    if (multibyte) throw new LexerRefusal('a dollar-quote tag with multibyte characters in a client encoding whose characters can hold ASCII bytes');
+    return buf.subarray(at, j + 1);
+  }
+
   /** Length of the character at `i` (a byte ≥ 0x80) in the client encoding: psql's PQmblen for the encodings that matter. */
   private charLength(buf: Buffer, i: number): number {
     const c = buf[i];
@@ -607,20 +632,6 @@ export class PsqlLexer {
     if (this.encoding === 'johab' && c === 0x8f) return 3;
     return 2;
   }
-}
-
-/**
- * `$tag$` at `at` (`$$` included), or null; a digit after `$` is a parameter. psql takes a tag of any
- * length; past LOOKAHEAD bytes this lexer cannot tell, so it refuses (pg_dump's tags are short).
- */
-function dollarTagAt(buf: Buffer, at: number): Buffer | null {
-  let j = at + 1;
-  if (j < buf.length && buf[j] === 36) return buf.subarray(at, j + 1);
-  if (j >= buf.length || !isIdentStart(buf[j]) || buf[j] === 36) return null;
-  const isTagChar = (b: number) => isIdentStart(b) || (b >= 48 && b <= 57);
-  while (j < buf.length && j - at < LOOKAHEAD - 2 && isTagChar(buf[j])) j++;
-  if (j < buf.length && j - at >= LOOKAHEAD - 2 && isTagChar(buf[j])) throw new LexerRefusal(`a dollar-quote tag longer than ${LOOKAHEAD - 3} bytes`);
-  return buf[j] === 36 ? buf.subarray(at, j + 1) : null;
 }
 
 /** Input the lexer cannot follow as psql would: the restore is refused rather than misread. */
