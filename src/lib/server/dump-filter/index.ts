@@ -56,6 +56,8 @@ const FOLLOWED_WORDS: ReadonlySet<string> = new Set(['set', 'reset', 'rollback',
 const LONG_CREATE_OBJECTS: ReadonlySet<string> = new Set(['function', 'procedure', 'aggregate', 'view', 'materialized', 'recursive', 'table', 'unlogged', 'type', 'domain', 'index', 'unique', 'trigger', 'constraint', 'rule', 'policy']);
 /** First words of the statements that may be that long; others the rules act on must be seen whole. */
 const LONG_WORDS: ReadonlySet<string> = new Set(['create', 'comment', 'copy', ...SET_CONFIG_WORDS]);
+/** In a joined query (see judgeJoined): statements that change the transaction, the settings psql reads by, or its input. */
+const JOINED_REFUSED: ReadonlySet<string> = new Set(['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'prepare', 'savepoint', 'release', 'set', 'reset', 'copy', 'discard']);
 /** Bounds the filter's memory: the tables of any real dump, and at most a few MB of names. */
 const MAX_CREATED_TABLES = 20_000;
 
@@ -101,6 +103,7 @@ class FilterCore implements LexerSink {
     this.onStatement?.(info, this.sections.keep);
     // Other databases' sections of a cluster dump are only read, never judged.
     if (!this.sections.keep) return this.text(text);
+    if (info.joins.length) this.judgeJoined(text, info.joins);
     if (info.firstWord === 'copy') return this.text(this.frozen(text, info) ?? text);
     if (this.options.freezeCopies && info.firstWord === 'create' && this.created.size < MAX_CREATED_TABLES) {
       const table = createdTable(text);
@@ -153,7 +156,7 @@ class FilterCore implements LexerSink {
     }
     // Any other meta-command goes to psql as it is: in restricted mode psql refuses it.
     this.sections.statementSeen();
-    this.onStatement?.({ firstWord: '\\', lastWords: ['', ''], suspect: false, overflowed: false }, this.sections.keep);
+    this.onStatement?.({ firstWord: '\\', lastWords: ['', ''], suspect: false, overflowed: false, joins: [] }, this.sections.keep);
     this.text(Buffer.concat([line, Buffer.from(eol)]));
   }
 
@@ -174,6 +177,30 @@ class FilterCore implements LexerSink {
     if (!this.options.freezeCopies || info.lastWords[0] !== 'from' || info.lastWords[1] !== 'stdin') return null;
     const table = copyTable(text);
     return table && this.created.has(table) ? freezeCopy(text) : null;
+  }
+
+  /**
+   * A statement psql sends as one query with the statements after its inner `;` (StatementInfo.joins):
+   * where the server's grammar ends a BEGIN ATOMIC body before psql's count does (`AS case`, a routine
+   * named begin, a label end), those run as statements of their own. None may end the transaction,
+   * change settings or psql's input, make an extension or a role; only the body's last `END` may close it.
+   */
+  private judgeJoined(text: Buffer, joins: number[]): void {
+    const refuse = (piece: string) => {
+      throw new LexerRefusal(`statements psql joins into one query after a BEGIN it counts (${piece.trim().slice(0, 60).replace(/\s+/g, ' ')})`);
+    };
+    for (let k = 0; k < joins.length; k++) {
+      const piece = text.subarray(joins[k] + 1, joins[k + 1] === undefined ? text.length : joins[k + 1] + 1);
+      const tokens = tokenize(piece.toString('utf8')) ?? [];
+      const first = tokens[0]?.kind === 'word' ? tokens[0].text : '';
+      if (k === joins.length - 1 && first === 'end' && tokens.length <= 2) continue;
+      if (!first || JOINED_REFUSED.has(first)) refuse(piece.toString('latin1'));
+      const decision = decide(piece, { existingRoles: this.options.existingRoles, allowedExtensions: this.options.allowedExtensions, preparedSchemas: this.options.preparedSchemas ?? new Set() });
+      // Left out at top level but kept here (a body statement such as UPDATE pg_database): the server refuses
+      // those to the role if they do run on their own; not an extension, a role or a transaction statement.
+      if (decision.action === 'skip' && (decision.category === 'extension' || decision.category === 'role' || decision.category === 'transaction')) refuse(piece.toString('latin1'));
+      followSetting(this.lexer, piece, true);
+    }
   }
 
   /** Statements the rules act on or that may change psql's reading: captured, to be seen whole. */

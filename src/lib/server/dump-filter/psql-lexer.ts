@@ -23,6 +23,12 @@ export interface StatementInfo {
   suspect: boolean;
   /** It outgrew captureLimit: from then on it streamed through (see LexerSink.overflow). */
   overflowed: boolean;
+  /**
+   * Offsets (from its first byte) of the `;` psql did not end it at, being inside what it counts as a
+   * BEGIN ... END body (psqlscan.l): psql sends the whole as one query, and the server runs each
+   * statement its own grammar finds in it.
+   */
+  joins: number[];
 }
 
 export interface LexerSink {
@@ -111,6 +117,7 @@ export class PsqlLexer {
   private comment = '';
   private copyPending = false;
   private suspect = false;
+  private joins: number[] = [];
   /** The statement has the word stdin outside parentheses (see checkEnd). */
   private stdin = false;
   /** The buffer ended inside a word: the next one's first bytes continue it. */
@@ -323,7 +330,7 @@ export class PsqlLexer {
       }
       const lineStart = this.atLineStart;
       this.atLineStart = false;
-      if (i + LOOKAHEAD > n && !final && (c === 45 || c === 47 || c === 36 || c === BACKSLASH || isIdentStart(c))) {
+      if (i + LOOKAHEAD > n && !final && (c === 45 || c === 47 || c === 36 || c === 58 || c === BACKSLASH || isIdentStart(c))) {
         // A construct that needs lookahead (a comment, a dollar tag, a word): wait for more bytes, at most LOOKAHEAD.
         this.atLineStart = lineStart;
         return this.hold(buf, i, from, flush);
@@ -368,6 +375,11 @@ export class PsqlLexer {
         flush(i);
         this.beginStatement(buf, i);
       }
+      if (c === 59 && this.parens === 0 && this.beginDepth > 0) {
+        // Only a statement seen whole can be judged where psql did not cut it (see StatementInfo.joins).
+        if (this.overflowed) throw new LexerRefusal('a BEGIN ... END body longer than 1 MiB');
+        if (this.capturing) this.joins.push(this.capturedBytes + (i - from));
+      }
       if (c === 59 && this.parens === 0 && this.beginDepth === 0) {
         this.checkEnd();
         flush(i + 1);
@@ -375,6 +387,15 @@ export class PsqlLexer {
         this.word = '';
         this.finishStatement();
         continue;
+      }
+      if (c === 58) {
+        // psql's `::`, and its variables (:name, :'name', :"name", :{?name}): one token each, never a word.
+        const end = buf[i + 1] === 58 ? i + 2 : this.variableEnd(buf, i);
+        if (end > i + 1) {
+          this.noteWord('');
+          i = end;
+          continue;
+        }
       }
       if (c === 40) this.parens++;
       else if (c === 41 && this.parens > 0) this.parens--;
@@ -461,6 +482,7 @@ export class PsqlLexer {
     this.lastWords = ['', ''];
     this.word = '';
     this.suspect = false;
+    this.joins = [];
     this.stdin = false;
     this.overflowed = false;
     let j = at;
@@ -493,6 +515,31 @@ export class PsqlLexer {
   }
 
   /** psql's rule (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE, BEGIN, CASE within one, and END outside parentheses nest. */
+  /**
+   * Where a psql variable reference at `i` (a colon) ends, or i + 1 for none (psqlscan.l: variable_char
+   * is a letter, digit, _ or a byte ≥ 0x80; a name cut by the buffer's end is read as cut, and a longer
+   * name than LOOKAHEAD allows is refused).
+   */
+  private variableEnd(buf: Buffer, i: number): number {
+    const isVariableChar = (b: number) => (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b === 95 || (b >= 48 && b <= 57) || b >= 128;
+    const run = (from: number) => {
+      let j = from;
+      while (j < buf.length && isVariableChar(buf[j])) j += this.multibyte && buf[j] >= 128 ? this.charLength(buf, j) : 1;
+      if (j >= buf.length && j - i >= LOOKAHEAD - 4) throw new LexerRefusal(`a psql variable name longer than ${LOOKAHEAD - 8} bytes`);
+      return j;
+    };
+    const open = buf[i + 1];
+    if (open === 39 || open === 34) {
+      const j = run(i + 2);
+      return j > i + 2 && buf[j] === open ? j + 1 : i + 1;
+    }
+    if (open === 123 && buf[i + 2] === 63) {
+      const j = run(i + 3);
+      return j > i + 3 && buf[j] === 125 ? j + 1 : i + 1;
+    }
+    return run(i + 1);
+  }
+
   private routineWord(word: string): void {
     if (!this.inStatement) return;
     if (++this.wordCount <= 4) this.words.push(word);
@@ -509,7 +556,7 @@ export class PsqlLexer {
   }
 
   private info(): StatementInfo {
-    return { firstWord: this.firstWord, lastWords: this.lastWords, suspect: this.suspect, overflowed: this.overflowed };
+    return { firstWord: this.firstWord, lastWords: this.lastWords, suspect: this.suspect, overflowed: this.overflowed, joins: this.joins };
   }
 
   /**

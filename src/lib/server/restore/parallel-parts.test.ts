@@ -70,6 +70,11 @@ describe('DumpSplitter', () => {
     }
   });
 
+  it('keeps a BEGIN ATOMIC function whole, as the filter passed it (the splitter captures no CREATE)', async () => {
+    const text = 'CREATE FUNCTION public.g(x integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT 1;\n SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;\nEND;\nSELECT 1;\n';
+    for (const size of [1, 7, 100_000]) expect((await split(text, size)).pre).toBe(text);
+  });
+
   it('a dump without COPY blocks is all pre-data', async () => {
     const text = 'CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n';
     const parts = await split(text);
