@@ -183,22 +183,25 @@ class FilterCore implements LexerSink {
    * A statement psql sends as one query with the statements after its inner `;` (StatementInfo.joins):
    * where the server's grammar ends a BEGIN ATOMIC body before psql's count does (`AS case`, a routine
    * named begin, a label end), those run as statements of their own. None may end the transaction,
-   * change settings or psql's input, make an extension or a role; only the body's last `END` may close it.
+   * change settings or psql's input, or be one the rules would leave out; only the last `END` of a
+   * BEGIN ATOMIC body may close it.
    */
   private judgeJoined(text: Buffer, joins: number[]): void {
     const refuse = (piece: string) => {
       throw new LexerRefusal(`statements psql joins into one query after a BEGIN it counts (${piece.trim().slice(0, 60).replace(/\s+/g, ' ')})`);
     };
+    // Only a body the server opens itself (BEGIN ATOMIC) has an END of its own to close it.
+    const head = tokenize(text.subarray(0, joins[0]).toString('utf8'), { prefix: true }) ?? [];
+    const atomic = head.some((token, i) => token.kind === 'word' && token.text === 'begin' && head[i + 1]?.kind === 'word' && head[i + 1].text === 'atomic');
     for (let k = 0; k < joins.length; k++) {
       const piece = text.subarray(joins[k] + 1, joins[k + 1] === undefined ? text.length : joins[k + 1] + 1);
       const tokens = tokenize(piece.toString('utf8')) ?? [];
       const first = tokens[0]?.kind === 'word' ? tokens[0].text : '';
-      if (k === joins.length - 1 && first === 'end' && tokens.length <= 2) continue;
+      if (atomic && k === joins.length - 1 && first === 'end' && tokens.length <= 2) continue;
       if (!first || JOINED_REFUSED.has(first)) refuse(piece.toString('latin1'));
-      const decision = decide(piece, { existingRoles: this.options.existingRoles, allowedExtensions: this.options.allowedExtensions, preparedSchemas: this.options.preparedSchemas ?? new Set() });
-      // Left out at top level but kept here (a body statement such as UPDATE pg_database): the server refuses
-      // those to the role if they do run on their own; not an extension, a role or a transaction statement.
-      if (decision.action === 'skip' && (decision.category === 'extension' || decision.category === 'role' || decision.category === 'transaction')) refuse(piece.toString('latin1'));
+      // Anything the rules would leave out at top level is refused here: the role owns the database, so
+      // a database setting, grant or comment would stay (helper-20).
+      if (decide(piece, { existingRoles: this.options.existingRoles, allowedExtensions: this.options.allowedExtensions, preparedSchemas: this.options.preparedSchemas ?? new Set() }).action !== 'keep') refuse(piece.toString('latin1'));
       followSetting(this.lexer, piece, true);
     }
   }
