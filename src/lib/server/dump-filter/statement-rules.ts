@@ -61,8 +61,25 @@ const TRANSACTION_WORDS_LIST = ['begin', 'start', 'commit', 'end', 'rollback', '
 export const CANDIDATE_WORDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke', 'update', 'select', 'security', 'set', ...TRANSACTION_WORDS_LIST]);
 
 export function decide(text: Buffer, ctx: RuleContext): Decision {
-  const tokens = tokenize(text.toString('utf8'));
-  if (!tokens) return { action: 'keep' };
+  // A statement of more tokens than MAX_TOKENS is judged by its first ones: whatever they leave out
+  // stays out; a GRANT, REVOKE or ALTER they would keep is refused, its grantees or OWNER TO being
+  // further on (helper-21: filler such as `TO PUBLIC, PUBLIC, ...` or adjacent '' strings).
+  const tokens = tokenize(text.toString('utf8'), { prefix: true }) ?? [];
+  const decision = decideTokens(text, tokens, ctx);
+  const verb = tokens[0]?.kind === 'word' ? tokens[0].text : undefined;
+  if (tokens.length > MAX_TOKENS && decision.action === 'keep' && (verb === 'grant' || verb === 'revoke' || verb === 'alter')) throw new LongStatementError(verb);
+  return decision;
+}
+
+/** A statement the rules must read to its end, longer than they read. */
+export class LongStatementError extends Error {
+  constructor(verb: string) {
+    super(`The dump has a ${verb.toUpperCase()} statement of more than ${MAX_TOKENS} tokens, which Lifeboat does not read to its end and pg_dump never writes: it was not made by pg_dump, or was edited.`);
+    this.name = 'LongStatementError';
+  }
+}
+
+function decideTokens(text: Buffer, tokens: Token[], ctx: RuleContext): Decision {
   const word = (i: number) => (tokens[i]?.kind === 'word' ? tokens[i].text : undefined);
   const name = (i: number) => (tokens[i] && (tokens[i].kind === 'word' || tokens[i].kind === 'ident') ? tokens[i].text : undefined);
   const verb = word(0);
@@ -92,6 +109,17 @@ export function decide(text: Buffer, ctx: RuleContext): Decision {
 
   if (object === 'database' || object === 'tablespace') return { action: 'skip', category: object === 'database' ? 'database' : 'role' };
   if (object && ROLE_WORDS.has(object) && !(object === 'user' && word(2) === 'mapping')) return { action: 'skip', category: 'role' };
+  // CREATE [OR REPLACE] [TRUSTED] [PROCEDURAL] LANGUAGE x is CREATE EXTENSION x since PostgreSQL 13.
+  let language = 1;
+  if (verb === 'create' && word(1) === 'or' && word(2) === 'replace') language = 3;
+  if (verb === 'create' && word(language) === 'trusted') language++;
+  if (verb === 'create' && word(language) === 'procedural') language++;
+  if (verb === 'create' && word(language) === 'language') {
+    const extension = name(language + 1);
+    if (!extension) return { action: 'keep' };
+    if (!ctx.allowedExtensions.has(extension)) throw new DisallowedExtensionError(extension, ctx.allowedExtensions);
+    return { action: 'skip', category: 'extension', extension: { name: extension, schema: null } };
+  }
   if (object === 'extension') {
     if (verb !== 'create') return { action: 'skip', category: 'extension' };
     let i = 2;
