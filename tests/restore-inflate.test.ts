@@ -2,14 +2,14 @@
 // bytes read were that file and igzip exited cleanly (it checks the CRC after writing its output).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRestoreFilter } from '../src/lib/server/dump-filter';
+import { createRestoreFilter, DisallowedExtensionError } from '../src/lib/server/dump-filter';
 import { restorePsqlFor } from '../src/lib/server/db/pg-binaries';
 import { findIgzip } from '../src/lib/server/process/igzip';
-import { DumpReadError, prelude, RestoreRepository } from '../src/lib/server/repositories/restore.repository';
+import { DumpReadError, prelude, PsqlError, RestoreRepository } from '../src/lib/server/repositories/restore.repository';
 import { ALLOWED_EXTENSIONS } from '../src/lib/server/restore/extensions';
 import { connectionFor, createDatabase, dropDatabase, withClient } from './helpers/pg';
 
@@ -26,6 +26,28 @@ CREATE TABLE public.inflated (id integer NOT NULL, note text);
 COPY public.inflated (id, note) FROM stdin;
 ${Array.from({ length: 5000 }, (_, i) => `${i}\tnote ${i}`).join('\n')}
 \\.
+
+--
+-- PostgreSQL database dump complete
+--
+
+`;
+
+/** A dump of several MiB (the pipes' buffers are 1 MiB), whose text after the rows is `after`. */
+const bigDump = (after: string) => `--
+-- PostgreSQL database dump
+--
+
+SET client_encoding = 'UTF8';
+
+CREATE TABLE public.inflated (id integer NOT NULL, note text);
+
+COPY public.inflated (id, note) FROM stdin;
+${Array.from({ length: 200_000 }, (_, i) => `${i}\tnote ${i} ${'x'.repeat(i % 50)}`).join('\n')}
+\\.
+
+${after}
+ALTER TABLE ONLY public.inflated ADD CONSTRAINT inflated_pkey PRIMARY KEY (id);
 
 --
 -- PostgreSQL database dump complete
@@ -56,8 +78,17 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+const openFds = () => readdirSync('/proc/self/fd').length;
 
-async function load(path: string, expectFile: { sha256: string; size: number; verified: boolean; error: string }) {
+/** A verified igzip file of `text`, as a restore gets it. */
+function verifiedFile(name: string, text: string) {
+  writeFileSync(join(dir, `${name}.sql`), text);
+  const path = join(dir, `${name}.sql.gz`);
+  writeFileSync(path, execFileSync(igzip!, ['-1', '-c', join(dir, `${name}.sql`)], { maxBuffer: 64 * 1024 * 1024 }));
+  return { path, expectFile: { sha256: sha(path), size: readFileSync(path).length, verified: true, error: 'not this file' } };
+}
+
+async function load(path: string, expectFile: { sha256: string; size: number; verified: boolean; error: string }, signal?: AbortSignal) {
   database = await createDatabase('inflate');
   const { user } = connectionFor(database);
   return new RestoreRepository().loadDump({
@@ -69,6 +100,7 @@ async function load(path: string, expectFile: { sha256: string; size: number; ve
     filter: createRestoreFilter({ databaseName: database, existingRoles: new Set([user]), allowedExtensions: ALLOWED_EXTENSIONS }),
     expectFile,
     igzip,
+    signal,
   });
 }
 
@@ -117,6 +149,66 @@ describe('the restore inflates a verified file with igzip, and commits only what
       expect(error).toBeInstanceOf(DumpReadError);
       expect(String(error.message)).not.toMatch(/igzip/);
       expect(await rows()).toBeNull();
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('a dump of several MiB loads whole, every row, and leaves no descriptor open', async () => {
+    const { path, expectFile } = verifiedFile('big', bigDump(''));
+    const before = openFds();
+    try {
+      await load(path, expectFile);
+      expect(await rows()).toBe(200_000);
+      const sum = await withClient(database, async (client) => (await client.query("SELECT sum(id)::text AS s, sum(length(note))::text AS l FROM public.inflated")).rows[0]);
+      expect(sum.s).toBe(String((199_999 * 200_000) / 2));
+      expect(Number(sum.l)).toBe(Array.from({ length: 200_000 }, (_, i) => `note ${i} ${'x'.repeat(i % 50)}`.length).reduce((a, b) => a + b, 0));
+      expect(openFds()).toBe(before);
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('psql stopping on an error after MiBs of rows: nothing is committed, psql\'s error is the reason, no descriptor is left', async () => {
+    const { path, expectFile } = verifiedFile('sql-error', bigDump('SELECT no_such_function();\n'));
+    const before = openFds();
+    try {
+      const error = await load(path, expectFile).catch((e) => e);
+      expect(error).toBeInstanceOf(PsqlError);
+      expect(String(error.message)).toMatch(/no_such_function/);
+      expect(await rows()).toBeNull();
+      expect(openFds()).toBe(before);
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('the filter refusing a statement after MiBs of rows: nothing is committed, no descriptor is left', async () => {
+    const { path, expectFile } = verifiedFile('refused', bigDump('CREATE EXTENSION dblink;\n'));
+    const before = openFds();
+    try {
+      const error = await load(path, expectFile).catch((e) => e);
+      expect(error).toBeInstanceOf(DisallowedExtensionError);
+      expect(await rows()).toBeNull();
+      expect(openFds()).toBe(before);
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('a restore cancelled while rows stream: nothing is committed, no descriptor is left', async () => {
+    const { path, expectFile } = verifiedFile('cancelled', bigDump('SELECT pg_sleep(30);\n'));
+    const before = openFds();
+    const controller = new AbortController();
+    try {
+      const loading = load(path, expectFile, controller.signal).catch((e) => e);
+      // pg_sleep after the rows: the load is underway, its COMMIT far off.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      controller.abort();
+      const error = await loading;
+      expect(error).toBeInstanceOf(Error);
+      expect(await rows()).toBeNull();
+      expect(openFds()).toBe(before);
     } finally {
       await dropDatabase(database);
     }

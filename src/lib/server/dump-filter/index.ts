@@ -235,7 +235,7 @@ class FilterCore implements LexerSink {
   }
 }
 
-class RestoreFilter extends Transform {
+export class RestoreFilter extends Transform {
   private readonly core: FilterCore;
   private out: Buffer[] = [];
 
@@ -244,10 +244,27 @@ class RestoreFilter extends Transform {
     this.core = new FilterCore(options, (bytes) => this.out.push(bytes));
   }
 
+  /**
+   * The stream's work without the stream, for a caller that moves the bytes itself: the text
+   * `chunk` becomes (views of it valid only as long as it is; the filter copies what it keeps).
+   */
+  filterChunk(chunk: Buffer): Buffer[] {
+    this.core.lexer.write(chunk);
+    return this.taken();
+  }
+
+  /** The end of the input: the rest of the text; throws if the dump ends where it may not. */
+  finishText(): Buffer[] {
+    this.core.lexer.end();
+    this.core.finish();
+    const rest = this.taken();
+    this.options.onSummary?.(this.core.summary);
+    return rest;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      this.core.lexer.write(chunk);
-      this.drain();
+      this.pushAll(this.filterChunk(chunk));
       callback();
     } catch (error) {
       callback(error as Error);
@@ -256,24 +273,26 @@ class RestoreFilter extends Transform {
 
   override _flush(callback: TransformCallback): void {
     try {
-      this.core.lexer.end();
-      this.core.finish();
-      this.drain();
-      this.options.onSummary?.(this.core.summary);
+      this.pushAll(this.finishText());
       callback();
     } catch (error) {
       callback(error as Error);
     }
   }
 
-  private drain(): void {
-    if (this.out.length === 1) this.push(this.out[0]);
-    else if (this.out.length > 1) this.push(Buffer.concat(this.out));
+  private taken(): Buffer[] {
+    const out = this.out;
     this.out = [];
+    return out;
+  }
+
+  private pushAll(out: Buffer[]): void {
+    if (out.length === 1) this.push(out[0]);
+    else if (out.length > 1) this.push(Buffer.concat(out));
   }
 }
 
-export function createRestoreFilter(options: RestoreFilterOptions): Transform {
+export function createRestoreFilter(options: RestoreFilterOptions): RestoreFilter {
   return new RestoreFilter(options);
 }
 

@@ -11,7 +11,9 @@ import { childEnv, connectionArgs, type ConnectionOptions } from '../db/connecti
 import type { Database } from '../db/database';
 import { FileDigest } from '../backup/manifest';
 import { inflateStream, isInflateError } from '../process/igzip';
-import { ChildProcessError, startChild } from '../process/child';
+import { ChildProcessError, startChild, type ManagedChild } from '../process/child';
+import { closeFd, FdReader, FdWriter, makePipes, type Pipe } from '../process/fd-pump';
+import type { RestoreFilter } from '../dump-filter';
 import { databaseProperties, dropRole, ensureUnprivilegedRole, handOver, rightsOf, setDatabaseProperties, withAdmin, type DatabaseProperties, type RoleRights } from '../db/roles';
 
 /** The dump could not be read to its end: corrupted or truncated gzip, or no end marker. */
@@ -38,7 +40,7 @@ export interface LoadDumpOptions {
   file?: FileHandle;
   compressed: boolean;
   /** Rewrites the SQL on its way to psql (createRestoreFilter). */
-  filter: Transform;
+  filter: RestoreFilter;
   /** SQL run first, in the transaction (see prelude()). */
   prelude: string;
   signal?: AbortSignal;
@@ -112,20 +114,53 @@ export function createExtensionSql({ name, schema }: DumpExtension, id: (name: s
  */
 const COMMIT = '\nCOMMIT;\n';
 
+/** psql's restricted mode, with a key the dump cannot know: psql itself refuses every meta-command in it (\\! among them). */
+function restrictLine(): string {
+  return `\\restrict ${randomBytes(24).toString('hex')}\n`;
+}
+
 // pg_dump and pg_dumpall end with this comment; its absence means the text was cut short.
 const TAIL_BYTES = 16 * 1024;
 
+/** The text's last bytes (copied: the chunks may be reused), to check its end marker. */
+class DumpTail {
+  readonly #bytes = Buffer.alloc(TAIL_BYTES);
+  #length = 0;
+
+  add(chunk: Buffer): void {
+    if (chunk.length >= TAIL_BYTES) {
+      chunk.copy(this.#bytes, 0, chunk.length - TAIL_BYTES);
+      this.#length = TAIL_BYTES;
+      return;
+    }
+    const kept = Math.min(this.#length, TAIL_BYTES - chunk.length);
+    this.#bytes.copy(this.#bytes, 0, this.#length - kept, this.#length);
+    chunk.copy(this.#bytes, kept);
+    this.#length = kept + chunk.length;
+  }
+
+  check(): void {
+    if (!END_MARKER.test(this.#bytes.toString('latin1', 0, this.#length))) {
+      throw new DumpReadError('The dump is incomplete: it does not end with the "PostgreSQL database dump complete" line (the file was cut short or edited).');
+    }
+  }
+}
+
 /** Fails at the end of the text when the dump's last lines are missing. */
 export function endMarkerCheck(): Transform {
-  let tail: Buffer = Buffer.alloc(0);
+  const tail = new DumpTail();
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      tail = chunk.length >= TAIL_BYTES ? chunk.subarray(-TAIL_BYTES) : Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
+      tail.add(chunk);
       callback(null, chunk);
     },
     flush(callback) {
-      if (END_MARKER.test(tail.toString('latin1'))) callback();
-      else callback(new DumpReadError('The dump is incomplete: it does not end with the "PostgreSQL database dump complete" line (the file was cut short or edited).'));
+      try {
+        tail.check();
+        callback();
+      } catch (error) {
+        callback(error as Error);
+      }
     },
   });
 }
@@ -176,17 +211,17 @@ function psqlInput(stdin: NodeJS.WritableStream & { destroyed?: boolean }, first
 }
 
 /** psql reading SQL on stdin, stopping at the first error; the caller writes `\restrict` first. */
-function startRestorePsql(options: { psql: string; connection: ConnectionOptions; signal?: AbortSignal; timeoutMs?: number; output?: boolean }) {
+function startRestorePsql(options: { psql: string; connection: ConnectionOptions; signal?: AbortSignal; timeoutMs?: number; output?: boolean; stdin?: number }) {
   // "-f -" rather than plain stdin: psql then names the line of an error.
   const args = [...connectionArgs(options.connection), '--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
   const psql = startChild(options.psql, args, {
     env: { ...childEnv(options.connection), PGAPPNAME: 'lifeboat-restore' },
-    stdio: ['pipe', options.output ? 'pipe' : 'ignore', 'pipe'],
+    stdio: [options.stdin ?? 'pipe', options.output ? 'pipe' : 'ignore', 'pipe'],
     signal: options.signal,
     timeoutMs: options.timeoutMs,
   });
   // EPIPE when psql stops on an error: its exit code and stderr say why.
-  psql.child.stdin!.on('error', () => undefined);
+  psql.child.stdin?.on('error', () => undefined);
   return psql;
 }
 
@@ -223,27 +258,9 @@ export class RestoreRepository {
    * failure psql is killed, so its transaction rolls back.
    */
   async loadDump(options: LoadDumpOptions): Promise<void> {
-    const psql = startRestorePsql(options);
-    const stdin = psql.child.stdin!;
-    const { expectFile } = options;
-    const digest = expectFile ? new FileDigest() : null;
-    const inflate = options.compressed ? inflateStream(options.igzip ?? null, !!expectFile?.verified, options.signal) : { stream: new PassThrough(), done: Promise.resolve() };
-    const fed = pipeline(
-      options.file
-        ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
-        : createReadStream(options.path, { highWaterMark: 1024 * 1024 }),
-      bytesCounter((total) => options.onBytesRead?.(total), digest ? (chunk) => digest.update(chunk) : undefined),
-      inflate.stream,
-      endMarkerCheck(),
-      options.filter,
-      // Before COMMIT: the inflater exited cleanly (igzip checks the CRC after its output) and the bytes were the expected file's.
-      beforeCommit(async () => {
-        await inflate.done;
-        if (digest && expectFile && (digest.size !== expectFile.size || digest.digest() !== expectFile.sha256)) throw new Error(expectFile.error);
-      }),
-      // psql's restricted mode, with a key the dump cannot know: psql itself refuses every meta-command in it (\! among them).
-      psqlInput(stdin, `\\restrict ${randomBytes(24).toString('hex')}\n${options.prelude}`, COMMIT),
-    );
+    // igzip inflating: its output and psql's input go through pipes of our own and two threads (see fd-pump.ts).
+    const pipes = options.compressed && options.igzip && options.expectFile?.verified ? makePipes(2) : null;
+    const { psql, fed } = pipes ? this.#feedThroughPipes(options, pipes[0], pipes[1]) : this.#feedThroughStreams(options);
     // Kill before psql could see its input end: then nothing commits.
     fed.catch((error) => psql.kill(`the dump was not restored: ${error.message}`));
     const [input, exit] = await Promise.allSettled([fed, psql.done]);
@@ -262,6 +279,114 @@ export class RestoreRepository {
       throw new PsqlError(`psql stopped on an error and its transaction was rolled back: ${describePsqlError(error.stderr) || error.message}`);
     }
     if (input.status === 'rejected') throw new PsqlError('psql stopped reading the dump before its end; its transaction was rolled back.');
+  }
+
+  /** The file read, inflated and filtered by streams of this process, into psql's stdin. */
+  #feedThroughStreams(options: LoadDumpOptions): { psql: ManagedChild; fed: Promise<void> } {
+    const psql = startRestorePsql(options);
+    const stdin = psql.child.stdin!;
+    const { expectFile } = options;
+    const digest = expectFile ? new FileDigest() : null;
+    const inflate = options.compressed ? inflateStream(options.igzip ?? null, !!expectFile?.verified, options.signal) : { stream: new PassThrough(), done: Promise.resolve() };
+    const fed = pipeline(
+      this.#fileStream(options),
+      bytesCounter((total) => options.onBytesRead?.(total), digest ? (chunk) => digest.update(chunk) : undefined),
+      inflate.stream,
+      endMarkerCheck(),
+      options.filter,
+      // Before COMMIT: the inflater exited cleanly (igzip checks the CRC after its output) and the bytes were the expected file's.
+      beforeCommit(async () => {
+        await inflate.done;
+        if (digest && expectFile && (digest.size !== expectFile.size || digest.digest() !== expectFile.sha256)) throw new Error(expectFile.error);
+      }),
+      // psql's restricted mode, with a key the dump cannot know: psql itself refuses every meta-command in it (\! among them).
+      psqlInput(stdin, restrictLine() + options.prelude, COMMIT),
+    );
+    return { psql, fed };
+  }
+
+  /**
+   * The same steps as #feedThroughStreams for a verified file igzip inflates, with the inflated
+   * text kept off this process's streams: igzip writes a pipe a thread reads, the filter runs
+   * here on each MiB, and another thread writes the text into psql's pipe (see fd-pump.ts).
+   */
+  #feedThroughPipes(options: LoadDumpOptions, fromIgzip: Pipe, toPsql: Pipe): { psql: ManagedChild; fed: Promise<void> } {
+    const expectFile = options.expectFile!;
+    let psql: ManagedChild;
+    let igzip: ManagedChild;
+    try {
+      psql = startRestorePsql({ ...options, stdin: toPsql.readEnd });
+      igzip = startChild(options.igzip!, ['-d', '-c'], { stdio: ['pipe', fromIgzip.writeEnd, 'pipe'], signal: options.signal });
+    } catch (error) {
+      for (const fd of [toPsql.writeEnd, fromIgzip.readEnd]) closeFd(fd);
+      throw error;
+    } finally {
+      // The children have their ends: with ours closed, igzip's exit is the end of our input and psql's exit fails our writes.
+      for (const fd of [toPsql.readEnd, fromIgzip.writeEnd]) closeFd(fd);
+    }
+    // Its exit is awaited where it matters (before COMMIT); a load that fails first kills it.
+    igzip.done.catch(() => undefined);
+    const digest = new FileDigest();
+    igzip.child.stdin!.on('error', () => undefined);
+    const compressed = pipeline(
+      this.#fileStream(options),
+      bytesCounter((total) => options.onBytesRead?.(total), (chunk) => digest.update(chunk)),
+      igzip.child.stdin!,
+    ).catch(async (error) => {
+      // igzip's exit says why it stopped reading.
+      await igzip.done;
+      throw error;
+    });
+    compressed.catch(() => undefined);
+
+    const filter = options.filter;
+    const tail = new DumpTail();
+    const writer = new FdWriter(toPsql.writeEnd);
+    const inputClosed = writer.failed.catch((error: Error & { code?: string }) => {
+      throw error.code === 'EPIPE' ? new PsqlInputClosed() : error;
+    });
+    inputClosed.catch(() => undefined);
+    // psql's restricted mode, with a key the dump cannot know (see #feedThroughStreams).
+    writer.write(restrictLine() + options.prelude);
+    writer.flush();
+    const reader: FdReader = new FdReader(fromIgzip.readEnd, (chunk) => {
+      tail.add(chunk);
+      for (const text of filter.filterChunk(chunk)) writer.write(text);
+      writer.flush();
+      if (!writer.busy) return;
+      reader.pause();
+      writer.drained().then(() => reader.resume(), () => undefined);
+    });
+    const load = async () => {
+      await Promise.race([Promise.all([reader.done, compressed]), inputClosed]);
+      // Before COMMIT: igzip exited cleanly (it checks the CRC after its output), the text ended as a dump does, and the bytes were the expected file's.
+      await Promise.race([igzip.done, inputClosed]);
+      tail.check();
+      for (const text of filter.finishText()) writer.write(text);
+      if (digest.size !== expectFile.size || digest.digest() !== expectFile.sha256) throw new Error(expectFile.error);
+      writer.write(COMMIT);
+      writer.flush();
+      await Promise.race([writer.drained(true), inputClosed]);
+    };
+    // A thread may be in a read or write of its descriptor until it stops: only then is it closed.
+    const closeOurs = async () => {
+      await Promise.all([reader.stop(), writer.stop()]);
+      for (const fd of [toPsql.writeEnd, fromIgzip.readEnd]) closeFd(fd);
+    };
+    const fed = load().then(closeOurs, async (error: Error) => {
+      // Killed before psql could see its input end: then nothing commits. The threads' reads and writes then end too.
+      psql.kill(`the dump was not restored: ${error.message}`);
+      igzip.kill('the restore stopped');
+      await closeOurs();
+      throw error;
+    });
+    return { psql, fed };
+  }
+
+  #fileStream(options: LoadDumpOptions) {
+    return options.file
+      ? options.file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 })
+      : createReadStream(options.path, { highWaterMark: 1024 * 1024 });
   }
 
   /**
@@ -311,7 +436,7 @@ export class RestoreRepository {
       throw new PsqlError(`psql stopped on an error while loading ${options.part}: ${describePsqlError(error.stderr, 0) || error.message}`);
     });
     done.catch(() => undefined);
-    const first = write(`\\restrict ${randomBytes(24).toString('hex')}\n`);
+    const first = write(restrictLine());
     first.catch(() => undefined);
     done.then(
       () => awaited?.resolve(null),
