@@ -3,6 +3,8 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -210,6 +212,56 @@ describe('the restore inflates a verified file with igzip, and commits only what
       expect(await rows()).toBeNull();
       expect(openFds()).toBe(before);
     } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('a read of the file that fails halfway is reported as such, not as a damaged backup; nothing is committed', async () => {
+    const { path, expectFile } = verifiedFile('read-fails', bigDump(''));
+    const bytes = readFileSync(path);
+    // The disk (or a network mount) fails after half the file: igzip then sees a cut gzip, but the cause is the read.
+    const failingFile = {
+      createReadStream: () =>
+        Readable.from(
+          (async function* () {
+            yield bytes.subarray(0, bytes.length >> 1);
+            throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+          })(),
+        ),
+    } as unknown as FileHandle;
+    database = await createDatabase('inflate');
+    try {
+      const { user } = connectionFor(database);
+      const error = await new RestoreRepository()
+        .loadDump({
+          psql,
+          connection: connectionFor(database),
+          path,
+          file: failingFile,
+          compressed: true,
+          prelude: prelude('staged'),
+          filter: createRestoreFilter({ databaseName: database, existingRoles: new Set([user]), allowedExtensions: ALLOWED_EXTENSIONS }),
+          expectFile,
+          igzip,
+        })
+        .catch((e) => e);
+      expect(error).not.toBeInstanceOf(DumpReadError);
+      expect(error?.code).toBe('EIO');
+      expect(await rows()).toBeNull();
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('without a usable temporary folder for its pipes, the load goes through streams and still loads', async () => {
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = join(dir, 'no-such-folder');
+    try {
+      await load(good, { sha256: sha(good), size: readFileSync(good).length, verified: true, error: 'not this file' });
+      expect(await rows()).toBe(5000);
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
       await dropDatabase(database);
     }
   });

@@ -1,8 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { latin1, outcome } from './helpers/filter-attack';
-import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
-import { pgTool } from './restore-helpers';
+import { latin1, outcome, psqlAsOwner } from './helpers/filter-attack';
+import { withClient } from './helpers/pg';
 
 /**
  * Ninth look (helper-21): decide() against the PostgreSQL 15 grammar at top level. Both fixed: decide() judges a long
@@ -24,29 +22,15 @@ afterAll(async () => {
 
 /** psqlAsOwner, but returning what the dump left on the database, its owner role and the cluster after COMMIT. */
 async function loadAsOwner(input: Buffer) {
-  const database = await createDatabase('attack');
-  const role = `${database}_loader`;
-  cleanup.push(
-    () => withClient('postgres', (c) => c.query(`DROP ROLE IF EXISTS ${role}`)),
-    () => withClient(database, (c) => c.query(`DROP OWNED BY ${role}`)).catch(() => undefined).then(() => dropDatabase(database)),
-  );
-  await withClient('postgres', async (c) => {
-    await c.query(`CREATE ROLE ${role} LOGIN`);
-    await c.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
-  });
-  const { host, port } = testCluster();
-  const psql = spawnSync(pgTool('psql'), ['-X', '-q', '-h', host, '-p', String(port), '-U', role, '-d', database, '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-    input: Buffer.concat([latin1('\\restrict lifeboatattacktest\nBEGIN;\n'), input, latin1('\nCOMMIT;\n')]),
-    stdio: ['pipe', 'ignore', 'pipe'],
-  });
-  const left = await withClient(database, async (c) => (await c.query(`SELECT
+  const loaded = await psqlAsOwner(input, cleanup);
+  const left = await withClient(loaded.database, async (c) => (await c.query(`SELECT
      (SELECT count(*)::int FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())) AS "databaseSettings",
      (SELECT count(*)::int FROM pg_db_role_setting WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)) AS "roleSettings",
      (SELECT datacl::text FROM pg_database WHERE datname = current_database()) AS acl,
      (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()) AS comment,
      (SELECT count(*)::int FROM pg_default_acl) AS "defaultPrivileges",
-     (SELECT array_agg(extname::text ORDER BY extname) FROM pg_extension) AS extensions`, [role])).rows[0]);
-  return { status: psql.status, stderr: psql.stderr.toString(), left };
+     (SELECT array_agg(extname::text ORDER BY extname) FROM pg_extension) AS extensions`, [loaded.role])).rows[0]);
+  return { ...loaded, left };
 }
 
 const NOTHING_LEFT = { databaseSettings: 0, roleSettings: 0, acl: null, comment: null, defaultPrivileges: 0, extensions: ['plpgsql'] };

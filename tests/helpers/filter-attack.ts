@@ -40,11 +40,17 @@ export async function outcome(input: Buffer, chunking: boolean | number): Promis
  * (what a restore's unprivileged role is): its exit status and error, and the tables left in public
  * afterwards (null for none). `cleanup`, run last to first, drops what it made.
  */
-export async function psqlAsOwner(input: Buffer, cleanup: Array<() => Promise<unknown>>): Promise<{ status: number | null; stderr: string; tables: string[] | null }> {
+export async function psqlAsOwner(
+  input: Buffer,
+  cleanup: Array<() => Promise<unknown>>,
+): Promise<{ status: number | null; stderr: string; tables: string[] | null; database: string; role: string }> {
   const database = await createDatabase('attack');
   const role = `${database}_loader`;
-  // Run in reverse: the database, then its owner.
-  cleanup.push(() => withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`)), () => dropDatabase(database));
+  // Run in reverse: what the role made in the database, the database, then its owner.
+  cleanup.push(
+    () => withClient('postgres', (client) => client.query(`DROP ROLE IF EXISTS ${role}`)),
+    () => withClient(database, (client) => client.query(`DROP OWNED BY ${role}`)).catch(() => undefined).then(() => dropDatabase(database)),
+  );
   await withClient('postgres', async (client) => {
     await client.query(`CREATE ROLE ${role} LOGIN`);
     await client.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
@@ -55,5 +61,5 @@ export async function psqlAsOwner(input: Buffer, cleanup: Array<() => Promise<un
     stdio: ['pipe', 'ignore', 'pipe'],
   });
   const { tables } = await withClient(database, async (client) => (await client.query(`SELECT array_agg(relname::text ORDER BY relname) AS tables FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows[0]);
-  return { status: psql.status, stderr: psql.stderr.toString(), tables };
+  return { status: psql.status, stderr: psql.stderr.toString(), tables, database, role };
 }

@@ -15,7 +15,7 @@ function start(command: string, args: string[], stdio: Parameters<typeof spawn>[
 describe('fd pumps: a child\'s pipe read and written by threads', () => {
   it('reads every byte a child writes, in order, across many buffers and pauses', async () => {
     const before = openFds();
-    const [pipe] = makePipes(1)!;
+    const [pipe] = (await makePipes(1))!;
     const data = randomBytes(5 * 1024 * 1024 + 12345);
     // The child writes the bytes it gets on stdin to the pipe (our end is read by the thread).
     const { child, exited } = start('cat', [], ['pipe', pipe.writeEnd, 'ignore']);
@@ -45,7 +45,7 @@ describe('fd pumps: a child\'s pipe read and written by threads', () => {
 
   it('writes everything it is given, in order, and the child sees the end once our end is closed', async () => {
     const before = openFds();
-    const [pipe] = makePipes(1)!;
+    const [pipe] = (await makePipes(1))!;
     const { child, exited } = start('sha256sum', [], [pipe.readEnd, 'pipe', 'ignore']);
     closeFd(pipe.readEnd);
     let printed = '';
@@ -68,7 +68,7 @@ describe('fd pumps: a child\'s pipe read and written by threads', () => {
   });
 
   it('a child that stops reading fails the writes (EPIPE), it does not hang them', async () => {
-    const [pipe] = makePipes(1)!;
+    const [pipe] = (await makePipes(1))!;
     const { exited } = start('head', ['-c', '10'], [pipe.readEnd, 'ignore', 'ignore']);
     closeFd(pipe.readEnd);
     const writer = new FdWriter(pipe.writeEnd);
@@ -86,7 +86,7 @@ describe('fd pumps: a child\'s pipe read and written by threads', () => {
   });
 
   it('an error thrown while handling a chunk fails the read', async () => {
-    const [pipe] = makePipes(1)!;
+    const [pipe] = (await makePipes(1))!;
     const { child, exited } = start('cat', [], ['pipe', pipe.writeEnd, 'ignore']);
     closeFd(pipe.writeEnd);
     // EPIPE once cat is killed below.
@@ -101,5 +101,16 @@ describe('fd pumps: a child\'s pipe read and written by threads', () => {
     await exited;
     await reader.stop();
     closeFd(pipe.readEnd);
+  });
+
+  it('no pipes where they cannot be made (the caller then uses streams)', async () => {
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = '/nonexistent-lifeboat-folder';
+    try {
+      expect(await makePipes(2)).toBeNull();
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
   });
 });

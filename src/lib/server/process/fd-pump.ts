@@ -1,8 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * Moving a gigabyte between two children through this process's streams costs it 2.5 to 4
@@ -20,15 +24,15 @@ export interface Pipe {
   writeEnd: number;
 }
 
-/** `count` pipes (FIFOs, unlinked as soon as both ends are open); null where mkfifo is missing. */
-export function makePipes(count: number): Pipe[] | null {
-  const folder = mkdtempSync(join(tmpdir(), 'lifeboat-pipe-'));
+/** `count` pipes (FIFOs, unlinked as soon as both ends are open); null where they cannot be made (no mkfifo, no temporary folder). */
+export async function makePipes(count: number): Promise<Pipe[] | null> {
+  let folder: string | null = null;
   const pipes: Pipe[] = [];
   const opened: number[] = [];
   try {
-    const paths = Array.from({ length: count }, (_, i) => join(folder, `p${i}`));
-    const made = spawnSync('mkfifo', ['-m', '600', ...paths], { stdio: 'ignore' });
-    if (made.status !== 0) return null;
+    folder = await mkdtemp(join(tmpdir(), 'lifeboat-pipe-'));
+    const paths = Array.from({ length: count }, (_, i) => join(folder!, `p${i}`));
+    await execFileAsync('mkfifo', ['-m', '600', ...paths]);
     for (const path of paths) {
       // Opening one end of a FIFO blocks until the other is open: a read-write descriptor (never
       // blocks) lets both blocking ends open at once; then it goes, so EOF and EPIPE work.
@@ -48,7 +52,7 @@ export function makePipes(count: number): Pipe[] | null {
     for (const fd of opened) closeFd(fd);
     return null;
   } finally {
-    rmSync(folder, { recursive: true, force: true });
+    if (folder) await rm(folder, { recursive: true, force: true });
   }
 }
 
@@ -122,7 +126,10 @@ export class FdReader {
       this.#finish = resolve;
       this.#worker.on('error', reject);
       this.#worker.on('message', (message: { error?: string; buffer: ArrayBuffer; n: number; end: boolean }) => {
-        if (message.error) return reject(new Error(`reading the inflated dump failed: ${message.error}`));
+        if (message.error) {
+          this.#ended = true;
+          return reject(new Error(`reading the inflated dump failed: ${message.error}`));
+        }
         this.#queued.push(message);
         this.#drain();
       });

@@ -259,7 +259,7 @@ export class RestoreRepository {
    */
   async loadDump(options: LoadDumpOptions): Promise<void> {
     // igzip inflating: its output and psql's input go through pipes of our own and two threads (see fd-pump.ts).
-    const pipes = options.compressed && options.igzip && options.expectFile?.verified ? makePipes(2) : null;
+    const pipes = options.compressed && options.igzip && options.expectFile?.verified ? await makePipes(2) : null;
     const { psql, fed } = pipes ? this.#feedThroughPipes(options, pipes[0], pipes[1]) : this.#feedThroughStreams(options);
     // Kill before psql could see its input end: then nothing commits.
     fed.catch((error) => psql.kill(`the dump was not restored: ${error.message}`));
@@ -312,18 +312,41 @@ export class RestoreRepository {
    */
   #feedThroughPipes(options: LoadDumpOptions, fromIgzip: Pipe, toPsql: Pipe): { psql: ManagedChild; fed: Promise<void> } {
     const expectFile = options.expectFile!;
-    let psql: ManagedChild;
-    let igzip: ManagedChild;
-    try {
-      psql = startRestorePsql({ ...options, stdin: toPsql.readEnd });
-      igzip = startChild(options.igzip!, ['-d', '-c'], { stdio: ['pipe', fromIgzip.writeEnd, 'pipe'], signal: options.signal });
-    } catch (error) {
+    const children: ManagedChild[] = [];
+    const threads: { stop(): Promise<void> }[] = [];
+    // A thread may be in a read or write of its descriptor until it stops: only then is it closed.
+    const closeOurs = async () => {
+      await Promise.all(threads.map((thread) => thread.stop()));
       for (const fd of [toPsql.writeEnd, fromIgzip.readEnd]) closeFd(fd);
+    };
+    // Killed before psql could see its input end: then nothing commits. The threads' reads and writes then end too.
+    const stop = async (error: Error): Promise<never> => {
+      for (const child of children) child.kill(`the dump was not restored: ${error.message}`);
+      await closeOurs();
       throw error;
-    } finally {
-      // The children have their ends: with ours closed, igzip's exit is the end of our input and psql's exit fails our writes.
-      for (const fd of [toPsql.readEnd, fromIgzip.writeEnd]) closeFd(fd);
+    };
+    let psql: ManagedChild | null = null;
+    try {
+      try {
+        psql = startRestorePsql({ ...options, stdin: toPsql.readEnd });
+        children.push(psql);
+        children.push(startChild(options.igzip!, ['-d', '-c'], { stdio: ['pipe', fromIgzip.writeEnd, 'pipe'], signal: options.signal }));
+      } finally {
+        // The children have their ends: with ours closed, igzip's exit is the end of our input and psql's exit fails our writes.
+        for (const fd of [toPsql.readEnd, fromIgzip.writeEnd]) closeFd(fd);
+      }
+      const load = this.#pump(options, expectFile, children[1], toPsql.writeEnd, fromIgzip.readEnd, threads);
+      return { psql, fed: load.then(closeOurs, stop) };
+    } catch (error) {
+      // Set-up failed (a child or a thread could not start): nothing was written but the prelude.
+      const fed = stop(error as Error);
+      if (!psql) return fed as never;
+      return { psql, fed };
     }
+  }
+
+  /** #feedThroughPipes' work once the children run: the file into igzip, igzip's text through the filter into psql. */
+  #pump(options: LoadDumpOptions, expectFile: NonNullable<LoadDumpOptions['expectFile']>, igzip: ManagedChild, toPsql: number, fromIgzip: number, threads: { stop(): Promise<void> }[]): Promise<void> {
     // Its exit is awaited where it matters (before COMMIT); a load that fails first kills it.
     igzip.done.catch(() => undefined);
     const digest = new FileDigest();
@@ -332,16 +355,17 @@ export class RestoreRepository {
       this.#fileStream(options),
       bytesCounter((total) => options.onBytesRead?.(total), (chunk) => digest.update(chunk)),
       igzip.child.stdin!,
-    ).catch(async (error) => {
-      // igzip's exit says why it stopped reading.
-      await igzip.done;
+    ).catch(async (error: NodeJS.ErrnoException) => {
+      // igzip stopped reading: its exit says why. Any other error is the file's own (a failed read), not a damaged backup.
+      if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_PREMATURE_CLOSE') await igzip.done;
       throw error;
     });
     compressed.catch(() => undefined);
 
     const filter = options.filter;
     const tail = new DumpTail();
-    const writer = new FdWriter(toPsql.writeEnd);
+    const writer = new FdWriter(toPsql);
+    threads.push(writer);
     const inputClosed = writer.failed.catch((error: Error & { code?: string }) => {
       throw error.code === 'EPIPE' ? new PsqlInputClosed() : error;
     });
@@ -349,7 +373,7 @@ export class RestoreRepository {
     // psql's restricted mode, with a key the dump cannot know (see #feedThroughStreams).
     writer.write(restrictLine() + options.prelude);
     writer.flush();
-    const reader: FdReader = new FdReader(fromIgzip.readEnd, (chunk) => {
+    const reader: FdReader = new FdReader(fromIgzip, (chunk) => {
       tail.add(chunk);
       for (const text of filter.filterChunk(chunk)) writer.write(text);
       writer.flush();
@@ -357,7 +381,8 @@ export class RestoreRepository {
       reader.pause();
       writer.drained().then(() => reader.resume(), () => undefined);
     });
-    const load = async () => {
+    threads.push(reader);
+    return (async () => {
       await Promise.race([Promise.all([reader.done, compressed]), inputClosed]);
       // Before COMMIT: igzip exited cleanly (it checks the CRC after its output), the text ended as a dump does, and the bytes were the expected file's.
       await Promise.race([igzip.done, inputClosed]);
@@ -367,20 +392,7 @@ export class RestoreRepository {
       writer.write(COMMIT);
       writer.flush();
       await Promise.race([writer.drained(true), inputClosed]);
-    };
-    // A thread may be in a read or write of its descriptor until it stops: only then is it closed.
-    const closeOurs = async () => {
-      await Promise.all([reader.stop(), writer.stop()]);
-      for (const fd of [toPsql.writeEnd, fromIgzip.readEnd]) closeFd(fd);
-    };
-    const fed = load().then(closeOurs, async (error: Error) => {
-      // Killed before psql could see its input end: then nothing commits. The threads' reads and writes then end too.
-      psql.kill(`the dump was not restored: ${error.message}`);
-      igzip.kill('the restore stopped');
-      await closeOurs();
-      throw error;
-    });
-    return { psql, fed };
+    })();
   }
 
   #fileStream(options: LoadDumpOptions) {
