@@ -112,6 +112,8 @@ export class FdReader {
   readonly #queued: { buffer: ArrayBuffer; n: number; end: boolean }[] = [];
   #paused = false;
   #ended = false;
+  #fail: (error: Error) => void = () => undefined;
+  #finish: () => void = () => undefined;
   readonly done: Promise<void>;
 
   constructor(
@@ -128,7 +130,7 @@ export class FdReader {
       this.#worker.on('message', (message: { error?: string; buffer: ArrayBuffer; n: number; end: boolean }) => {
         if (message.error) {
           this.#ended = true;
-          return reject(new Error(`reading the inflated dump failed: ${message.error}`));
+          return reject(new Error(`reading the pipe failed: ${message.error}`));
         }
         this.#queued.push(message);
         this.#drain();
@@ -140,9 +142,6 @@ export class FdReader {
       this.#worker.postMessage(buffer, [buffer]);
     }
   }
-
-  #fail: (error: Error) => void = () => undefined;
-  #finish: () => void = () => undefined;
 
   pause(): void {
     this.#paused = true;
@@ -207,7 +206,7 @@ export class FdWriter {
       };
       this.#worker.on('error', fail);
       this.#worker.on('message', (message: { error?: string; buffer: ArrayBuffer }) => {
-        if (message.error) return fail(Object.assign(new Error(`writing to psql failed: ${message.error}`), { code: message.error }));
+        if (message.error) return fail(Object.assign(new Error(`writing the pipe failed: ${message.error}`), { code: message.error }));
         this.#inFlight--;
         this.#pool.push(message.buffer);
         this.#wake();
