@@ -81,16 +81,17 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 const openFds = () => readdirSync('/proc/self/fd').length;
+const latin1 = (text: string) => Buffer.from(text, 'latin1');
 
 /** A verified igzip file of `text`, as a restore gets it. */
-function verifiedFile(name: string, text: string) {
+function verifiedFile(name: string, text: string | Buffer) {
   writeFileSync(join(dir, `${name}.sql`), text);
   const path = join(dir, `${name}.sql.gz`);
   writeFileSync(path, execFileSync(igzip!, ['-1', '-c', join(dir, `${name}.sql`)], { maxBuffer: 64 * 1024 * 1024 }));
   return { path, expectFile: { sha256: sha(path), size: readFileSync(path).length, verified: true, error: 'not this file' } };
 }
 
-async function load(path: string, expectFile: { sha256: string; size: number; verified: boolean; error: string }, signal?: AbortSignal) {
+async function load(path: string, expectFile: { sha256: string; size: number; verified: boolean; error: string }, options: { signal?: AbortSignal; file?: FileHandle } = {}) {
   database = await createDatabase('inflate');
   const { user } = connectionFor(database);
   return new RestoreRepository().loadDump({
@@ -102,7 +103,7 @@ async function load(path: string, expectFile: { sha256: string; size: number; ve
     filter: createRestoreFilter({ databaseName: database, existingRoles: new Set([user]), allowedExtensions: ALLOWED_EXTENSIONS }),
     expectFile,
     igzip,
-    signal,
+    ...options,
   });
 }
 
@@ -203,7 +204,7 @@ describe('the restore inflates a verified file with igzip, and commits only what
     const before = openFds();
     const controller = new AbortController();
     try {
-      const loading = load(path, expectFile, controller.signal).catch((e) => e);
+      const loading = load(path, expectFile, { signal: controller.signal }).catch((e) => e);
       // pg_sleep after the rows: the load is underway, its COMMIT far off.
       await new Promise((resolve) => setTimeout(resolve, 1500));
       controller.abort();
@@ -229,22 +230,8 @@ describe('the restore inflates a verified file with igzip, and commits only what
           })(),
         ),
     } as unknown as FileHandle;
-    database = await createDatabase('inflate');
     try {
-      const { user } = connectionFor(database);
-      const error = await new RestoreRepository()
-        .loadDump({
-          psql,
-          connection: connectionFor(database),
-          path,
-          file: failingFile,
-          compressed: true,
-          prelude: prelude('staged'),
-          filter: createRestoreFilter({ databaseName: database, existingRoles: new Set([user]), allowedExtensions: ALLOWED_EXTENSIONS }),
-          expectFile,
-          igzip,
-        })
-        .catch((e) => e);
+      const error = await load(path, expectFile, { file: failingFile }).catch((e) => e);
       expect(error).not.toBeInstanceOf(DumpReadError);
       expect(error?.code).toBe('EIO');
       expect(await rows()).toBeNull();
@@ -262,6 +249,74 @@ describe('the restore inflates a verified file with igzip, and commits only what
     } finally {
       if (tmp === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = tmp;
+      await dropDatabase(database);
+    }
+  });
+});
+
+describe('through the pipes (a verified file igzip inflates): honest text arrives byte-exact, hostile text after MiBs of rows changes nothing', () => {
+  // Rows of 1-, 2-, 3- and 4-byte characters and COPY escapes: the 1 MiB buffers end inside characters and escapes.
+  const honestRows = Array.from({ length: 60_000 }, (_, i) => `${i}\tcafé 日本語 🎞️ \\\\ \\t ${'ü'.repeat(i % 7)};COMMIT;--`).join('\n') + '\n';
+  const honest = `--
+-- PostgreSQL database dump
+--
+
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+
+CREATE TABLE public."select" (id integer NOT NULL, "end" text);
+CREATE FUNCTION public."begin"() RETURNS text LANGUAGE plpgsql AS $body$ BEGIN RETURN 'x; COMMIT; $not$ end'; END $body$;
+CREATE TABLE public.notes (note text);
+INSERT INTO public.notes VALUES (E'it\\'s; COMMIT; --'), ('日本語 $$ ; END;');
+
+COPY public."select" (id, "end") FROM stdin;
+${honestRows}\\.
+
+--
+-- PostgreSQL database dump complete
+--
+
+`;
+
+  it('an honest dump with keyword names, strings, dollar quotes and multibyte rows round-trips byte-exact', async () => {
+    const { path, expectFile } = verifiedFile('honest-pipes', honest);
+    try {
+      await load(path, expectFile);
+      const copied = await withClient(database, async (client) => {
+        const { rows } = await client.query(`SELECT string_agg(id || E'\\t' || replace(replace("end", E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t'), E'\\n' ORDER BY id) || E'\\n' AS text FROM public."select"`);
+        return rows[0].text as string;
+      });
+      // Byte-exact (digests: comparing 3 MB buffers element by element takes the test runner seconds).
+      const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+      expect({ bytes: Buffer.byteLength(copied), sha256: digest(copied) }).toEqual({ bytes: Buffer.byteLength(honestRows), sha256: digest(honestRows) });
+      const other = await withClient(database, async (client) => ({
+        notes: (await client.query('SELECT note FROM public.notes ORDER BY note')).rows.map((r) => r.note),
+        fn: (await client.query('SELECT public."begin"() AS v')).rows[0].v,
+      }));
+      expect(other).toEqual({ notes: ["it's; COMMIT; --", '日本語 $$ ; END;'], fn: 'x; COMMIT; $not$ end' });
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it.each([
+    // The server refuses transaction control in a DO block run inside the app's transaction.
+    ['a DO block whose dynamic SQL commits', latin1(`DO $$ BEGIN EXECUTE 'COMMIT'; END $$;\nCREATE TABLE public.after (x int);\n`)],
+    // psql reads a dollar tag of SJIS characters masked; the filter refuses what it cannot read as psql does.
+    ['an SJIS dollar tag hiding a COMMIT', Buffer.concat([latin1("SET client_encoding = 'SJIS';\nSELECT $"), Buffer.from([0x81, 0x40]), latin1("$ ' $"), Buffer.from([0x81, 0x40]), latin1('$;\nCOMMIT;\nCREATE TABLE public.after (x int);\n')])],
+    ['a table named commit and a statement END after it', latin1('CREATE TABLE public."commit" (x int);\nEND;\nCREATE TABLE public.after (x int);\n')],
+  ])('%s, after MiBs of rows: refused or rolled back, nothing committed', async (_name, hostile) => {
+    // The dump fails at its end: a COMMIT that ran earlier (hidden from the filter, or an END taken as one) would keep what came before.
+    const ending = latin1('SELECT 1/0;\n\n--\n-- PostgreSQL database dump complete\n--\n\n');
+    const text = Buffer.concat([Buffer.from(bigDump('').replace(/\n--\n-- PostgreSQL database dump complete[\s\S]*$/, '\n')), hostile, ending]);
+    const { path, expectFile } = verifiedFile('hostile-pipes', text);
+    try {
+      const error = await load(path, expectFile).catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(await rows()).toBeNull();
+      const tables = await withClient(database, async (client) => (await client.query(`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace`)).rows[0].n);
+      expect(tables).toBe(0);
+    } finally {
       await dropDatabase(database);
     }
   });
