@@ -6,9 +6,12 @@
 //     / raw gunzip | psql into a fresh empty database   (target ≤ 0.85); the in-place fallback, for information
 //   - the whole restore (from the request until maintenance ends: staged load, swap, migrations,
 //     health check; the replaced database is saved as a restore-point file afterwards) / raw  (target ≤ 1.0)
+//   - for reference, the floor of a one-connection load on this machine: the same file through
+//     `igzip -dc | psql -1` (one transaction, so the WAL is skipped as in the app's load; no filter,
+//     no checks) into a fresh empty database / raw
 //   - for reference, PostgreSQL's own parallel restore of the same database: pg_restore -j2 of a
 //     custom-format dump (pg_dump -Fc -Z1), into a fresh empty database / raw (the issue's yardstick)
-// Ends with one JSON line: {"restoreStepRatio":…, "wholeRestoreRatio":…, "pgRestoreJ2Ratio":…}.
+// Ends with one JSON line: {"restoreStepRatio":…, "wholeRestoreRatio":…, "pgRestoreJ2Ratio":…, "floorRatio":…}.
 // Options: --db-mb N (database size to fill, default 1100), --rounds N (default 3; best of).
 // Removes the instance at the end.
 import { statSync } from 'node:fs';
@@ -138,7 +141,7 @@ async function main(): Promise<void> {
       return { ms, dropMs };
     };
     await settle(db.connection.database);
-    const results = { raw: [] as number[], staged: [] as number[], drop: [] as number[], inPlace: [] as number[], whole: [] as number[], pgRestore: [] as number[] };
+    const results = { floor: [] as number[], raw: [] as number[], staged: [] as number[], drop: [] as number[], inPlace: [] as number[], whole: [] as number[], pgRestore: [] as number[] };
     // 3. The whole restore, as the page or the command line runs it: restore point, staged
     // restore step, migrations, health check, until maintenance mode ends.
     const wholeRestore = async () => {
@@ -163,6 +166,14 @@ async function main(): Promise<void> {
       results.raw.push(await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
       await scratch.query('DROP DATABASE bench_raw');
       await settle();
+      // The one-connection floor: the app's inflater and one transaction, nothing else (needs igzip).
+      if (app.config.igzip) {
+        await freshDatabase('bench_floor');
+        const floorArgs = [psql, ...connectionArgs(adminConnection, 'bench_floor'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1', '--single-transaction'];
+        results.floor.push(await run('bash', ['-c', `set -o pipefail; ${quote(app.config.igzip)} -dc ${quote(dump.path)} | ${floorArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
+        await scratch.query('DROP DATABASE bench_floor');
+        await settle();
+      }
       // The reference: pg_restore -j2 into a fresh empty database, as its superuser.
       await freshDatabase('bench_pg_restore');
       results.pgRestore.push(await run(pgRestore, [...connectionArgs(adminConnection, 'bench_pg_restore'), '--jobs=2', '--no-owner', customDump], { ...process.env, ...childEnv(adminConnection) }));
@@ -178,7 +189,7 @@ async function main(): Promise<void> {
       results.inPlace.push((await timed(() => load(db.connection.database)))[0]);
       await settle(db.connection.database);
       console.log(
-        `  round ${round}: raw gunzip -c | psql ${secs(results.raw.at(-1)!)}; pg_restore -j2 ${secs(results.pgRestore.at(-1)!)}; app restore step staged ${secs(ms)} (${stages}; then the old data dropped in ${secs(dropMs)}), in place ${secs(results.inPlace.at(-1)!)}`,
+        `  round ${round}: raw gunzip -c | psql ${secs(results.raw.at(-1)!)}; igzip -dc | psql -1 ${results.floor.length ? secs(results.floor.at(-1)!) : 'n/a'}; pg_restore -j2 ${secs(results.pgRestore.at(-1)!)}; app restore step staged ${secs(ms)} (${stages}; then the old data dropped in ${secs(dropMs)}), in place ${secs(results.inPlace.at(-1)!)}`,
       );
       results.whole.push(await wholeRestore());
       await settle(db.connection.database);
@@ -193,8 +204,10 @@ async function main(): Promise<void> {
     row(`restore step (staged, ${app.config.restoreJobs} connections) / raw`, step / raw, 0.85);
     row('whole restore / raw', whole / raw, 1.0);
     console.log(`${'restore step in place (fallback) / raw'.padEnd(48)}${`${(inPlace / raw).toFixed(2)}x`.padStart(8)}  (no target: used when the role may not create databases)`);
+    const floor = results.floor.length ? best(results.floor) : null;
+    if (floor) console.log(`${'igzip -dc | psql -1 (one-connection floor) / raw'.padEnd(48)}${`${(floor / raw).toFixed(2)}x`.padStart(8)}  (the app's step / this floor: ${(step / floor).toFixed(2)}x)`);
     console.log(`${'pg_restore -j2, custom format (reference) / raw'.padEnd(48)}${`${(pgRestoreMs / raw).toFixed(2)}x`.padStart(8)}  (PostgreSQL's own parallel restore of the same database, on this machine)`);
-    console.log(JSON.stringify({ restoreStepRatio: Number((step / raw).toFixed(3)), wholeRestoreRatio: Number((whole / raw).toFixed(3)), pgRestoreJ2Ratio: Number((pgRestoreMs / raw).toFixed(3)) }));
+    console.log(JSON.stringify({ restoreStepRatio: Number((step / raw).toFixed(3)), wholeRestoreRatio: Number((whole / raw).toFixed(3)), pgRestoreJ2Ratio: Number((pgRestoreMs / raw).toFixed(3)), ...(floor ? { floorRatio: Number((floor / raw).toFixed(3)) } : {}) }));
   } finally {
     await cleanup();
   }
