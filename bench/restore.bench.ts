@@ -158,22 +158,21 @@ async function main(): Promise<void> {
       console.log(`           whole restore ${secs(ms)}; then in the background, the replaced database saved as ${point} (${mib(size)}) and dropped, and the files report made, in ${secs(background)}`);
       return ms;
     };
+    // The dump inflated by `inflater` into psql, into a fresh empty database; timed. As the reference
+    // recipe runs it: psql as the database's superuser.
+    const pipeIntoFresh = async (name: string, inflater: string, psqlOptions: string[] = []) => {
+      await freshDatabase(name);
+      const args = [psql, ...connectionArgs(adminConnection, name), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1', ...psqlOptions];
+      const ms = await run('bash', ['-c', `set -o pipefail; ${inflater} ${quote(dump.path)} | ${args.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) });
+      await scratch.query(`DROP DATABASE ${name}`);
+      await settle();
+      return ms;
+    };
     for (let round = 1; round <= rounds; round++) {
       // 1. Baseline: the reference recipe's pipe, into a fresh empty database (no filter, no transaction).
-      await freshDatabase('bench_raw');
-      // As the reference recipe runs it: psql as the database's superuser.
-      const rawArgs = [psql, ...connectionArgs(adminConnection, 'bench_raw'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1'];
-      results.raw.push(await run('bash', ['-c', `set -o pipefail; gunzip -c ${quote(dump.path)} | ${rawArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
-      await scratch.query('DROP DATABASE bench_raw');
-      await settle();
+      results.raw.push(await pipeIntoFresh('bench_raw', 'gunzip -c'));
       // The one-connection floor: the app's inflater and one transaction, nothing else (needs igzip).
-      if (app.config.igzip) {
-        await freshDatabase('bench_floor');
-        const floorArgs = [psql, ...connectionArgs(adminConnection, 'bench_floor'), '--no-psqlrc', '--quiet', '-v', 'ON_ERROR_STOP=1', '--single-transaction'];
-        results.floor.push(await run('bash', ['-c', `set -o pipefail; ${quote(app.config.igzip)} -dc ${quote(dump.path)} | ${floorArgs.map(quote).join(' ')}`], { ...process.env, ...childEnv(adminConnection) }));
-        await scratch.query('DROP DATABASE bench_floor');
-        await settle();
-      }
+      if (app.config.igzip) results.floor.push(await pipeIntoFresh('bench_floor', `${quote(app.config.igzip)} -dc`, ['--single-transaction']));
       // The reference: pg_restore -j2 into a fresh empty database, as its superuser.
       await freshDatabase('bench_pg_restore');
       results.pgRestore.push(await run(pgRestore, [...connectionArgs(adminConnection, 'bench_pg_restore'), '--jobs=2', '--no-owner', customDump], { ...process.env, ...childEnv(adminConnection) }));
