@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashToken, verifyPassword } from '../src/lib/server/services/auth.service';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { startInstance, withClient, type TestInstance } from './helpers/pg';
 
 const ADMIN = { email: 'Admin@Example.com', password: 'correct-horse-battery', name: 'Ada Admin' };

@@ -13,7 +13,7 @@ import { DumpRepository, pgDumpArgs } from '../src/lib/server/repositories/dump.
 import { StorageRepository } from '../src/lib/server/repositories/storage.repository';
 import { DatabaseBackupService } from '../src/lib/server/services/database-backup.service';
 import { findIgzip } from '../src/lib/server/process/igzip';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { routineBackupName } from '../src/lib/shared/backup-name';
 import { rowCounts, seedLibrary } from './helpers/backup-seed';
 import { createDatabase, connectionFor, dropDatabase, startInstance, withClient, type TestInstance } from './helpers/pg';

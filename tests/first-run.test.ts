@@ -7,7 +7,7 @@ import { Lifeboat } from '../src/lib/server/app';
 import { loadConfig } from '../src/lib/server/config';
 import { adminRefusal, resolveAccess, type Credentials } from '../src/lib/server/http/access';
 import { handleUpload, UPLOAD_PATH } from '../src/lib/server/http/upload-route';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { startInstance, type TestInstance } from './helpers/pg';
 import { finished, seed } from './restore-helpers';
 

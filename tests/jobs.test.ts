@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, v
 import { clientToolsFor } from '../src/lib/server/db/pg-binaries';
 import { setInstance } from '../src/lib/server/instance';
 import { DumpRepository } from '../src/lib/server/repositories/dump.repository';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { JobService, type LastRun } from '../src/lib/server/services/job.service';
 import { routineBackupName } from '../src/lib/shared/backup-name';
 import type { QueueStatus } from '../src/lib/shared/types';

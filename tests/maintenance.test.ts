@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StorageRepository } from '../src/lib/server/repositories/storage.repository';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { MaintenanceService } from '../src/lib/server/services/maintenance.service';
 import type { MaintenanceStatus } from '../src/lib/shared/types';
 import { startInstance, type TestInstance } from './helpers/pg';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKUP_DATABASE } from '../src/lib/server/services/job.service';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { routineBackupName } from '../src/lib/shared/backup-name';
 import type { OffsiteSettings } from '../src/lib/shared/types';
 import { rowCounts, seedLibrary } from './helpers/backup-seed';

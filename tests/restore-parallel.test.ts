@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { stagingNames } from '../src/lib/server/restore/staged-database';
 import { createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
 import { changeData, editDump, finished, pgTool, seed, snapshot } from './restore-helpers';

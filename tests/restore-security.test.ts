@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { roleNames } from '../src/lib/server/db/roles';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';
 import { beforeEnd, changeData, pgTool, seed, snapshot } from './restore-helpers';
 import {

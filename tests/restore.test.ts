@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { stagingNames } from '../src/lib/server/restore/staged-database';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate, schemaState } from '../src/lib/server/db/migrator';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { ANONYMOUS_ERROR } from '../src/lib/server/services/maintenance.service';
 import { APP_VERSION } from '../src/lib/server/version';
 import { createDatabase, dropDatabase, startInstance, testCluster, withClient, type TestInstance } from './helpers/pg';

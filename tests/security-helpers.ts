@@ -7,7 +7,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import type pg from 'pg';
 import type { Lifeboat } from '../src/lib/server/app';
 import { roleNames } from '../src/lib/server/db/roles';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import type { MaintenanceStatus } from '../src/lib/shared/types';
 import { createDatabase, dropDatabase, testCluster, withClient } from './helpers/pg';
 import { pgTool } from './restore-helpers';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cronError, nextRuns, validateBackupSettings } from '../src/lib/shared/cron-schedule';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import { SYSTEM_CONFIG_KEY } from '../src/lib/server/services/system-config.service';
 import type { SystemConfig } from '../src/lib/shared/types';
 import { startInstance, withClient, type TestInstance } from './helpers/pg';

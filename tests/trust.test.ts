@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ServiceError } from '../src/lib/server/services/errors';
+import { ServiceError } from '../src/lib/server/errors';
 import type { Lifeboat } from '../src/lib/server/app';
 import { startInstance, withClient, type TestInstance } from './helpers/pg';
 import { editDump, finished, seed, snapshot } from './restore-helpers';

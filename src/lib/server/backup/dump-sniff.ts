@@ -89,8 +89,21 @@ function readGzipHead(path: string): Promise<Buffer> {
   });
 }
 
-function isGzip(bytes: Buffer): boolean {
+/** gzip's magic bytes at the start of `bytes`: the one test of "is this gzip" (names may lie). */
+export function isGzip(bytes: Buffer): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+}
+
+/** Whether the file starts with gzip's magic bytes. */
+export async function fileIsGzip(path: string): Promise<boolean> {
+  const file = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    const { bytesRead } = await file.read(head, 0, 2, 0);
+    return isGzip(head.subarray(0, bytesRead));
+  } finally {
+    await file.close();
+  }
 }
 
 /**

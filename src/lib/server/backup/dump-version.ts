@@ -8,9 +8,10 @@
  * (the instance database's) counts.
  */
 import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { fileIsGzip } from './dump-sniff';
 import { ClusterSections, connectTarget } from '../dump-filter/cluster-sections';
 import { PsqlLexer, type LexerSink, type StatementInfo } from '../dump-filter/psql-lexer';
 import { tokenize } from '../dump-filter/statement-rules';
@@ -233,20 +234,10 @@ export async function readDumpVersion(input: AsyncIterable<Buffer | string>, opt
   return sink.version;
 }
 
-async function startsWithGzipMagic(path: string): Promise<boolean> {
-  const file = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await file.read(head, 0, 2, 0);
-    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  } finally {
-    await file.close();
-  }
-}
 
 /** The version inside a backup file (plain or gzip). A damaged archive tells nothing: null, not an error. */
 export async function readDumpFileVersion(path: string, options: { databaseName: string }): Promise<string | null> {
-  const gzip = await startsWithGzipMagic(path);
+  const gzip = await fileIsGzip(path);
   const source = createReadStream(path, { highWaterMark: 256 * 1024 });
   const text: Readable = gzip ? source.pipe(createGunzip({ chunkSize: 256 * 1024 })) : source;
   // pipe() does not pass the source's errors on: a read error must end the loop below too.

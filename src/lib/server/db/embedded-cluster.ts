@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { findPgBinDir } from './pg-binaries';
 import type { ConnectionOptions } from './connection';
+import { isAlive } from '../process/pid';
 
 export interface EmbeddedClusterOptions {
   dataDir: string;
@@ -171,12 +172,7 @@ function firstLineNumber(file: string): number {
 
 /** True for a running postgres process; false for a dead pid, a reused pid, or a zombie (no command line). */
 function isLivePostgres(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  if (!isAlive(pid)) return false;
   if (!existsSync('/proc')) return true;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Cookies, RequestEvent } from '@sveltejs/kit';
 import { SESSION_COOKIE, type AuthService, type AuthUser } from '../services/auth.service';
-import { forbidden, unauthorized, type ServiceError } from '../services/errors';
+import { forbidden, unauthorized, type ServiceError } from '../errors';
 import { MAINTENANCE_COOKIE, type MaintenanceService } from '../services/maintenance.service';
 
 /**

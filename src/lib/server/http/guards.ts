@@ -1,5 +1,5 @@
 import { error, json, type RequestEvent } from '@sveltejs/kit';
-import { ServiceError } from '../services/errors';
+import { ServiceError } from '../errors';
 import { adminRefusal } from './access';
 
 /** Admin APIs: 401 for anonymous, 403 for non-admins. The maintenance admin passes while maintenance runs. */

@@ -3,7 +3,7 @@ import multer from 'multer';
 import type { Lifeboat } from '../app';
 import { UploadRepository } from '../repositories/upload.repository';
 import { BackupUploadService, UploadTooLargeError } from '../services/backup-upload.service';
-import { badRequest, forbidden, ServiceError } from '../services/errors';
+import { badRequest, forbidden, ServiceError } from '../errors';
 import { adminRefusal, credentialsOfNode, resolveAccess } from './access';
 import { registerNodeRoute } from './node-bridge';
 import { checkingDiskStorage, type GzipChecked } from './upload-storage';

@@ -1,5 +1,9 @@
-/** True while a process with this pid exists (EPERM: it exists but belongs to another user). */
+/**
+ * True while a process with this pid exists (EPERM: it exists but belongs to another user).
+ * 0 or a negative number is never a process: kill() would signal a process group instead.
+ */
 export function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

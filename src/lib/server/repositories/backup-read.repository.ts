@@ -1,28 +1,17 @@
-import { open } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { fileIsGzip } from '../backup/dump-sniff';
 import { bytesCounter } from '../backup/parallel-gzip';
 
 const PIECE = 1024 * 1024;
 
 /** Reads a backup file once: its bytes as stored, and its SQL text (decompressed when it is gzip). Files and streams only. */
 export class BackupReadRepository {
-  async isGzip(path: string): Promise<boolean> {
-    const file = await open(path, 'r');
-    try {
-      const head = Buffer.alloc(2);
-      const { bytesRead } = await file.read(head, 0, 2, 0);
-      return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-    } finally {
-      await file.close();
-    }
-  }
-
   /** Rejects with zlib's error (code Z_…) on damaged gzip data, or the read error. */
   async read(path: string, options: { onFileChunk?: (chunk: Buffer) => void; onTextChunk?: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<void> {
-    const gzip = await this.isGzip(path);
+    const gzip = await fileIsGzip(path);
     await pipeline(
       createReadStream(path, { highWaterMark: PIECE }),
       bytesCounter(() => undefined, options.onFileChunk),

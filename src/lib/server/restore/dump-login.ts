@@ -4,7 +4,7 @@ import type { ConnectionOptions } from '../db/connection';
 import type { Database } from '../db/database';
 import { canLogIn, roleNames, type DatabaseProperties } from '../db/roles';
 import type { RestoreRepository } from '../repositories/restore.repository';
-import { conflict } from '../services/errors';
+import { conflict } from '../errors';
 import type { RestoreLog } from './restore-log';
 
 /**

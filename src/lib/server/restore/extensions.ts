@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { scanDumpHead } from '../dump-filter';
 import type { DumpExtension, RestoreRepository } from '../repositories/restore.repository';
-import { badRequest } from '../services/errors';
+import { badRequest } from '../errors';
 import type { ConnectionOptions } from '../db/connection';
 import type { ValidatedDump } from './validate-backup';
 

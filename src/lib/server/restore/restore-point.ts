@@ -1,14 +1,18 @@
 import { formatBytes } from '../../shared/format';
-import type { DatabaseBackupService } from '../services/database-backup.service';
 import type { RestoreLog } from './restore-log';
 
 // A plain dump is usually a little smaller than the database on disk (indexes are not
 // dumped): good enough for a progress bar that never goes backwards.
 const DUMP_SHARE = 0.85;
 
+/** What step 3 needs of the backup service (DatabaseBackupService). */
+export interface RestorePointWriter {
+  createBackup(options: { kind: 'restore-point'; compress: false; signal: AbortSignal; onBytes: (bytes: number) => void }): Promise<{ filename: string; filesize: number }>;
+}
+
 /** Step 3: a full backup of the current database, named restore-point-<routine name>. */
 export async function createRestorePoint(
-  backups: DatabaseBackupService,
+  backups: RestorePointWriter,
   databaseSize: () => Promise<number>,
   log: RestoreLog,
   signal: AbortSignal,

@@ -1,7 +1,6 @@
 import { basename } from 'node:path';
 import { InvalidDumpError, inspectDumpFile, type DumpKind } from '../backup/dump-sniff';
-import type { DatabaseBackupService } from '../services/database-backup.service';
-import { badRequest } from '../services/errors';
+import { badRequest } from '../errors';
 import type { RestoreRepository } from '../repositories/restore.repository';
 
 export interface ValidatedDump {
@@ -13,16 +12,11 @@ export interface ValidatedDump {
 }
 
 /**
- * Step 1, before anything changes: a plain name of a file in the backups folder (bad name
- * 400, missing 404), readable gzip that starts like a pg_dump or pg_dumpall dump (400 with
- * the reason).
+ * Step 1, before anything changes: readable gzip (or plain SQL) that starts like a pg_dump or
+ * pg_dumpall dump (400 with the reason). A backup's name is checked first by
+ * DatabaseBackupService.backupPath (bad name 400, missing 404); the command line may restore a
+ * file from anywhere.
  */
-export async function validateBackup(backups: DatabaseBackupService, repository: RestoreRepository, name: unknown): Promise<ValidatedDump> {
-  const path = await backups.backupPath(name);
-  return validateDumpFile(repository, path);
-}
-
-/** The same checks on a file given by path (the command line may restore a file from anywhere). */
 export async function validateDumpFile(repository: RestoreRepository, path: string): Promise<ValidatedDump> {
   const filename = basename(path);
   try {

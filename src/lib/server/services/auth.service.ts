@@ -2,7 +2,7 @@ import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'no
 import { promisify } from 'node:util';
 import type { UserRepository, UserRow } from '../repositories/user.repository';
 import type { StorageService } from './storage.service';
-import { badRequest, unauthorized } from './errors';
+import { badRequest, unauthorized } from '../errors';
 
 const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number }) => Promise<Buffer>;
 

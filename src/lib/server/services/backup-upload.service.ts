@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { isValidBackupName, parseBackupName, UPLOADED_PREFIX } from '../../shared/backup-name';
 import type { BackupFile } from '../../shared/types';
-import { InvalidDumpError, inspectDumpFile, verifyGzipFile } from '../backup/dump-sniff';
+import { InvalidDumpError, inspectDumpFile, isGzip, verifyGzipFile } from '../backup/dump-sniff';
 import { newManifest, type UploadContents } from '../backup/manifest';
 import type { StorageRepository } from '../repositories/storage.repository';
 import type { UploadRepository } from '../repositories/upload.repository';
 import type { DatabaseBackupService } from './database-backup.service';
-import { badRequest, conflict, ServiceError } from './errors';
+import { badRequest, conflict, ServiceError } from '../errors';
 
 /** What the client may call its file: a plain base name ending in .sql or .sql.gz. */
 const UPLOAD_NAME = /^[\w.-]+\.sql(\.gz)?$/;
@@ -135,7 +135,7 @@ export class BackupUploadService {
   private async checkContent(path: string, gzipName: boolean, gzipError: Error | null | undefined): Promise<void> {
     try {
       const head = await this.uploads.readHead(path, 2);
-      const gzip = head.length === 2 && head[0] === 0x1f && head[1] === 0x8b;
+      const gzip = isGzip(head);
       if (gzipName && !gzip) throw new InvalidDumpError('The file is not a valid gzip archive: its name ends in .gz but its content is not gzip-compressed.');
       if (!gzipName && gzip) throw new InvalidDumpError('The file is gzip-compressed: its name must end in .sql.gz.');
       await inspectDumpFile(path);

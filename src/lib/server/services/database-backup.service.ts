@@ -10,7 +10,7 @@ import { clientToolsFor } from '../db/pg-binaries';
 import type { DumpRepository } from '../repositories/dump.repository';
 import type { ReadStream, StorageRepository } from '../repositories/storage.repository';
 import { APP_VERSION } from '../version';
-import { badRequest, notFound } from './errors';
+import { badRequest, notFound } from '../errors';
 import type { FileUse } from './file-use';
 import { ManifestStore } from './manifest-store';
 import { selectForRetention } from './retention';

@@ -16,10 +16,10 @@ import { checkExtensions, checkInstalledExtensions } from '../restore/extensions
 import { NewerBackupError } from '../restore/migrate';
 import { loadDumpParallel } from '../restore/parallel-load';
 import { RestoreLog, type RestoreLogSink } from '../restore/restore-log';
-import { validateBackup, type ValidatedDump } from '../restore/validate-backup';
+import { validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
 import { APP_VERSION } from '../version';
 import type { DatabaseBackupService } from './database-backup.service';
-import { conflict, ServiceError } from './errors';
+import { conflict, ServiceError } from '../errors';
 import type { FileUse } from './file-use';
 import type { OperationLock } from './operation-lock';
 import type { VerificationService } from './verification.service';
@@ -258,7 +258,8 @@ export class DrillService {
     try {
       await this.drill(filename, log, signal);
     } catch (cause) {
-      error = messageOf(cause);
+      // A step stopped by the cancel throws its own AbortError ("The operation was aborted"): say why it was cancelled.
+      error = messageOf(signal.aborted ? signal.reason : cause);
       await log.info(`Drill failed: ${error}`).catch(() => undefined);
     } finally {
       releaseFile();
@@ -297,7 +298,7 @@ export class DrillService {
     const manifest = await this.deps.backups.manifests.read(filename);
     // What is loaded is hashed on the way: the drill vouches for the bytes that were verified, not for a file replaced since.
     const loaded = new FileDigest();
-    const dump: ValidatedDump = await validateBackup(this.deps.backups, repository, filename);
+    const dump: ValidatedDump = await validateDumpFile(repository, await this.deps.backups.backupPath(filename));
     const extensions = await checkExtensions(repository, admin, dump);
     check();
 

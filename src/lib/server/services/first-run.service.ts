@@ -1,7 +1,7 @@
 import { SetupCodeRepository } from '../repositories/setup-code.repository';
 import type { AuthService, AuthUser, NewUser } from './auth.service';
 import type { DatabaseBackupService } from './database-backup.service';
-import { badRequest, conflict, forbidden, unauthorized } from './errors';
+import { badRequest, conflict, forbidden, unauthorized } from '../errors';
 import type { MaintenanceService } from './maintenance.service';
 import { generateSetupCode, isSetupCode, setupCodeMatches } from './setup-code';
 

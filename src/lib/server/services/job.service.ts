@@ -5,7 +5,7 @@ import type { BackupSettings, QueueStatus, SystemConfig } from '../../shared/typ
 import type { StorageRepository } from '../repositories/storage.repository';
 import { assessBackupHealth, type BackupHealth } from './backup-health';
 import type { DatabaseBackupService } from './database-backup.service';
-import { badRequest, ServiceError } from './errors';
+import { badRequest, ServiceError } from '../errors';
 import type { MaintenanceService } from './maintenance.service';
 import type { OperationLock } from './operation-lock';
 import type { SystemConfigService } from './system-config.service';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { MaintenanceAction, MaintenanceStatus, MaintenanceTask } from '../../shared/types';
 import type { StorageRepository } from '../repositories/storage.repository';
 import { hashToken } from './auth.service';
+import { isAlive } from '../process/pid';
 
 export const MAINTENANCE_COOKIE = 'immich_maintenance_token';
 export const ANONYMOUS_ERROR = 'Something went wrong, see logs!';
@@ -233,14 +234,4 @@ function normalise(stored: (Partial<StoredState> & { tokenHash?: string | null }
 
 function describe(status: MaintenanceStatus): string {
   return status.action === 'restore_database' ? `restore${status.backup ? ` of ${status.backup}` : ''}` : 'maintenance operation';
-}
-
-function isAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

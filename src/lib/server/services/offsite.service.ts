@@ -9,7 +9,7 @@ import { MANIFEST_SUFFIX, NO_DRILL, parseManifest, UNVERIFIED } from '../backup/
 import { S3Repository, type RemoteObject } from '../repositories/s3.repository';
 import type { StorageRepository } from '../repositories/storage.repository';
 import type { DatabaseBackupService } from './database-backup.service';
-import { badRequest, conflict, notFound, ServiceError } from './errors';
+import { badRequest, conflict, notFound, ServiceError } from '../errors';
 import type { FileUse } from './file-use';
 import type { SystemConfigService } from './system-config.service';
 

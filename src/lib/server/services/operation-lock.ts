@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { conflict } from './errors';
+import { conflict } from '../errors';
 import { isAlive } from '../process/pid';
 
 export type OperationName = 'backup' | 'restore' | 'drill';

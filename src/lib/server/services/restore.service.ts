@@ -20,9 +20,9 @@ import { DumpLogin } from '../restore/dump-login';
 import { checkExtensions, checkInstalledExtensions } from '../restore/extensions';
 import { prepareLoad, type PreparedLoad } from '../restore/prepare-load';
 import { prelude, RestoreRepository, type DumpExtension } from '../repositories/restore.repository';
-import { validateBackup, validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
+import { validateDumpFile, type ValidatedDump } from '../restore/validate-backup';
 import type { DatabaseBackupService } from './database-backup.service';
-import { ServiceError } from './errors';
+import { ServiceError } from '../errors';
 import type { MaintenanceService } from './maintenance.service';
 import type { OperationLock } from './operation-lock';
 
@@ -98,8 +98,8 @@ export class RestoreService {
   }
 
   /** Step 1, synchronously for the route: 400 bad name or not a dump, 404 missing. */
-  validate(name: unknown): Promise<ValidatedDump> {
-    return validateBackup(this.host.backups, this.repository, name);
+  async validate(name: unknown): Promise<ValidatedDump> {
+    return validateDumpFile(this.repository, await this.host.backups.backupPath(name));
   }
 
   validatePath(path: string): Promise<ValidatedDump> {

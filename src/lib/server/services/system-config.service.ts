@@ -2,7 +2,7 @@ import { cronError, DEFAULT_SYSTEM_CONFIG, validateBackupSettings } from '../../
 import { describeProblems, validateEmail, validateKeep, validateOffsite, validateWebhook, type FieldProblem } from '../../shared/settings-rules';
 import type { SystemConfig } from '../../shared/types';
 import type { SystemMetadataRepository } from '../repositories/system-metadata.repository';
-import { badRequest } from './errors';
+import { badRequest } from '../errors';
 
 export const SYSTEM_CONFIG_KEY = 'system-config';
 

@@ -1,7 +1,7 @@
 import type { UserDto } from '../../shared/types';
 import type { UserRepository, UserRow } from '../repositories/user.repository';
 import { hashPassword, validateNewUser, type NewUser } from './auth.service';
-import { conflict } from './errors';
+import { conflict } from '../errors';
 import type { StorageService } from './storage.service';
 
 function toDto(row: UserRow): UserDto {
