@@ -1,15 +1,13 @@
-import { join } from 'node:path';
-import { Cron } from 'croner';
-import { cronError } from '../../shared/cron-schedule';
-import type { BackupSettings, QueueStatus, SystemConfig } from '../../shared/types';
+import type { QueueStatus } from '../../shared/types';
 import type { StorageRepository } from '../repositories/storage.repository';
 import { assessBackupHealth, type BackupHealth } from './backup-health';
+import { BackupSchedule } from './backup-schedule';
 import type { DatabaseBackupService } from './database-backup.service';
 import { badRequest, ServiceError } from '../errors';
+import { JobHistory, type LastRun } from './job-history';
 import type { MaintenanceService } from './maintenance.service';
 import type { OperationLock } from './operation-lock';
 import type { SystemConfigService } from './system-config.service';
-import { isAlive } from '../process/pid';
 
 export const BACKUP_DATABASE = 'backup-database';
 /** Served by DrillService; listed here so Job Queues shows it beside the backups. */
@@ -17,18 +15,7 @@ const RESTORE_DRILL_QUEUE = 'restore-drill';
 const QUEUES = [{ name: BACKUP_DATABASE, title: 'Backup Database' }] as const;
 export type JobName = (typeof QUEUES)[number]['name'];
 
-export type LastRun = NonNullable<QueueStatus['lastRun']>;
-
-interface QueueHistory {
-  completed: number;
-  failed: number;
-  lastRun: LastRun | null;
-  lastSuccessAt: string | null;
-  /** Set while a job runs, so a restart can tell that it was interrupted. */
-  running: { startedAt: string; pid: number } | null;
-}
-
-type History = Record<string, QueueHistory>;
+export type { LastRun };
 
 export type JobTrigger = 'manual' | 'schedule';
 
@@ -62,52 +49,28 @@ export interface JobServiceDeps {
 /** Progress is pushed at most this often; starts and ends at once. */
 const PROGRESS_INTERVAL_MS = 250;
 
-const emptyHistory = (): QueueHistory => ({ completed: 0, failed: 0, lastRun: null, lastSuccessAt: null, running: null });
-
 /**
- * The job queues ("Backup Database") and the backup schedule. One job runs at a time under
- * the operation lock; a second request gets 409 and never a second pg_dump. Counts and the
- * last run are kept in a file beside the maintenance state, so they survive restarts and
- * restores. Every change is broadcast to subscribers (the Server-Sent Events endpoint).
+ * The job queues ("Backup Database"). One job runs at a time under the operation lock; a second
+ * request gets 409 and never a second pg_dump. Counts and the last run are kept by JobHistory;
+ * the timer of scheduled backups is BackupSchedule's. Every change is broadcast to subscribers
+ * (the Server-Sent Events endpoint).
  */
 export class JobService {
-  private history: History = {};
-  private loading: Promise<void> | null = null;
+  private readonly history: JobHistory;
+  private readonly backupSchedule: BackupSchedule;
   private running: { name: JobName; startedAt: Date; bytes: number; controller: AbortController; done: Promise<LastRun> } | null = null;
   private readonly listeners = new Set<Listener>();
-  private cron: Cron | null = null;
-  private schedulerStarted = false;
-  private readonly unsubscribe: Array<() => void> = [];
   private lastProgressAt = 0;
   private progressTimer: NodeJS.Timeout | null = null;
-  private writes: Promise<void> = Promise.resolve();
 
-  constructor(private readonly deps: JobServiceDeps) {}
-
-  private get file(): string {
-    return join(this.deps.stateDir, 'job-history.json');
+  constructor(private readonly deps: JobServiceDeps) {
+    this.history = new JobHistory(deps, QUEUES.map((queue) => queue.name));
+    this.backupSchedule = new BackupSchedule({ ...deps, onTime: () => this.onSchedule() });
   }
 
-  /** Reads the history once. A job recorded as running by a process that is gone was interrupted: it is reported, never replayed. */
+  /** Reads the history once (see JobHistory.load). */
   load(): Promise<void> {
-    this.loading ??= (async () => {
-      await this.deps.storage.mkdir(this.deps.stateDir);
-      const stored = (await this.deps.storage.readJson<History>(this.file).catch(() => null)) ?? {};
-      for (const { name } of QUEUES) this.history[name] = { ...emptyHistory(), ...stored[name] };
-      let changed = false;
-      for (const queue of Object.values(this.history)) {
-        const running = queue.running;
-        if (!running || (running.pid !== process.pid && isAlive(running.pid))) continue;
-        const startedAt = new Date(running.startedAt);
-        queue.running = null;
-        queue.failed++;
-        queue.lastRun = { result: 'failed', startedAt: running.startedAt, durationMs: 0, error: 'Lifeboat stopped while this job was running (the process was killed or the machine restarted). No file was kept.', filename: null };
-        this.deps.logError(`A job started at ${startedAt.toISOString()} was interrupted by a restart`);
-        changed = true;
-      }
-      if (changed) await this.persist();
-    })();
-    return this.loading;
+    return this.history.load();
   }
 
   async getStatuses(): Promise<QueueStatus[]> {
@@ -127,7 +90,7 @@ export class JobService {
 
   private snapshot(): QueueStatus[] {
     const backups = QUEUES.map(({ name, title }) => {
-      const queue = this.history[name] ?? emptyHistory();
+      const queue = this.history.queue(name);
       const active = this.running?.name === name;
       return {
         name,
@@ -214,12 +177,12 @@ export class JobService {
   }
 
   private async runBackup(startedAt: Date, signal: AbortSignal, trigger: JobTrigger): Promise<LastRun> {
-    const queue = this.history[BACKUP_DATABASE];
+    const queue = this.history.queue(BACKUP_DATABASE);
     this.deps.log(`Database backup started (${trigger})`);
     let result: LastRun;
     try {
       queue.running = { startedAt: startedAt.toISOString(), pid: process.pid };
-      await this.persist();
+      await this.history.persist();
       const { filename, filesize } = await this.deps.backups.createBackup({ kind: 'routine', signal, onBytes: (bytes) => this.progress(bytes) });
       // No late progress tick after this: the next broadcast is the finished job's (in start()).
       this.cancelProgressTick();
@@ -236,7 +199,7 @@ export class JobService {
     }
     queue.lastRun = result;
     queue.running = null;
-    await this.persist().catch((error) => this.deps.logError(`Could not save the job history: ${(error as Error).message}`));
+    await this.history.persist().catch((error) => this.deps.logError(`Could not save the job history: ${(error as Error).message}`));
     try {
       this.deps.onBackupFinished?.(result);
     } catch (error) {
@@ -260,71 +223,26 @@ export class JobService {
     }
   }
 
-  /** Serialized, so two quick changes never race on the same temporary file. */
-  private persist(): Promise<void> {
-    const write = this.writes.then(() => this.deps.storage.writeJsonAtomic(this.file, this.history));
-    this.writes = write.catch(() => undefined);
-    return write;
-  }
-
   /** The newest successful routine backup: from the job history or, when newer, the files. */
   async backupHealth(now = new Date()): Promise<BackupHealth> {
     await this.load();
     // An unreadable backups folder must not take the overview down: the job history still tells.
     const [config, files] = await Promise.all([this.deps.systemConfig.get(), this.deps.backups.listBackups().catch(() => [])]);
     const candidates = files.filter((file) => file.kind === 'routine').map((file) => new Date(file.createdAt).getTime());
-    const recorded = this.history[BACKUP_DATABASE]?.lastSuccessAt;
+    const recorded = this.history.queue(BACKUP_DATABASE).lastSuccessAt;
     if (recorded) candidates.push(new Date(recorded).getTime());
     const newest = candidates.length ? new Date(Math.max(...candidates)) : null;
     return assessBackupHealth(config.backup.database, newest, now);
   }
 
-  /** Starts the schedule from the saved config, and follows its changes and the end of maintenance (a restore may bring another config). */
+  /** Starts the schedule from the saved config, and follows its changes and the end of maintenance. */
   async startScheduler(): Promise<void> {
-    if (this.schedulerStarted) return;
-    this.schedulerStarted = true;
     await this.load();
-    this.unsubscribe.push(this.deps.systemConfig.onChange((config) => this.schedule(config.backup.database)));
-    let wasActive = this.deps.maintenance.isActive();
-    this.unsubscribe.push(
-      this.deps.maintenance.subscribe((status) => {
-        if (wasActive && !status.active) void this.reloadSchedule();
-        wasActive = status.active;
-      }),
-    );
-    if (!wasActive) await this.reloadSchedule();
-  }
-
-  private async reloadSchedule(): Promise<void> {
-    try {
-      this.schedule((await this.deps.systemConfig.get()).backup.database);
-    } catch (error) {
-      this.deps.logError(`Could not read the backup schedule: ${(error as Error).message}`);
-    }
-  }
-
-  /** Replaces the timer; an invalid or disabled schedule runs nothing. */
-  schedule(settings: BackupSettings): void {
-    if (!this.schedulerStarted) return;
-    this.cron?.stop();
-    this.cron = null;
-    if (!settings.enabled) {
-      this.deps.log('Scheduled database backups are turned off');
-      return;
-    }
-    const problem = cronError(settings.cronExpression);
-    if (problem) {
-      this.deps.logError(`Scheduled database backups are not running: ${problem}`);
-      return;
-    }
-    this.cron = new Cron(settings.cronExpression.trim(), { mode: '5-or-6-parts', unref: true, catch: (error) => this.deps.logError(`Scheduler error: ${String(error)}`) }, () =>
-      this.onSchedule(),
-    );
-    this.deps.log(`Database backups scheduled "${settings.cronExpression}", next at ${this.cron.nextRun()?.toISOString()}`);
+    await this.backupSchedule.start();
   }
 
   get nextScheduledRun(): Date | null {
-    return this.cron?.nextRun() ?? null;
+    return this.backupSchedule.nextRun;
   }
 
   private async onSchedule(): Promise<void> {
@@ -346,15 +264,13 @@ export class JobService {
 
   /** On shutdown: no new runs, and a running backup is cancelled (pg_dump killed, .tmp removed) before the database stops. */
   async stop(): Promise<void> {
-    this.cron?.stop();
-    this.cron = null;
-    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    this.backupSchedule.stop();
     const running = this.running;
     if (running) {
       running.controller.abort();
       await running.done;
     }
     if (this.progressTimer) clearTimeout(this.progressTimer);
-    await this.writes;
+    await this.history.settled();
   }
 }
