@@ -5,6 +5,8 @@ export class ChildProcessError extends Error {
     message: string,
     readonly stderr: string,
     readonly exitCode: number | null,
+    /** Killed because its signal aborted: the caller's reason says more than this message. */
+    readonly cancelled = false,
   ) {
     super(message);
     this.name = 'ChildProcessError';
@@ -31,6 +33,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
   const name = command.split('/').pop();
   let stderr = '';
   let killedFor: string | null = null;
+  let cancelled = false;
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
     if (stderr.length < STDERR_LIMIT) stderr += chunk;
@@ -43,7 +46,10 @@ export function startChild(command: string, args: string[], options: SpawnOption
     // psql/pg_dump exit promptly on SIGTERM; SIGKILL if they do not.
     setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), 5000).unref();
   };
-  const onAbort = () => kill(`${name} was cancelled`);
+  const onAbort = () => {
+    if (!killedFor) cancelled = true;
+    kill(`${name} was cancelled`);
+  };
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) onAbort();
   const timer = timeoutMs ? setTimeout(() => kill(`${name} ran longer than ${formatDuration(timeoutMs)} and was stopped as hung`), timeoutMs) : null;
@@ -60,7 +66,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
       if (code === 0 && !killedFor) return resolve();
       const detail = stderr.trim();
       const why = killedFor ?? `${name} exited with code ${code}`;
-      reject(new ChildProcessError(detail ? `${why}: ${detail}` : why, stderr, code));
+      reject(new ChildProcessError(detail ? `${why}: ${detail}` : why, stderr, code, cancelled && killedFor !== null));
     });
   });
   return { child, done, kill };

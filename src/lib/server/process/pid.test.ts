@@ -7,6 +7,8 @@ describe('isAlive', () => {
     expect(isAlive(process.pid)).toBe(true);
     // pid 1 runs as root; under another user kill() answers EPERM, which still means alive.
     expect(isAlive(1)).toBe(true);
+    // Lock and state files are JSON: a pid written as a string is the same process.
+    expect(isAlive(String(process.pid))).toBe(true);
   });
 
   it('is false for a process that has exited', () => {
@@ -16,6 +18,6 @@ describe('isAlive', () => {
   });
 
   it('is false for 0, negative or non-integer pids, which kill() would read as process groups', () => {
-    for (const pid of [0, -1, -process.pid, Number.NaN, 1.5]) expect(isAlive(pid)).toBe(false);
+    for (const pid of [0, -1, -process.pid, Number.NaN, 1.5, '', 'abc', '0']) expect(isAlive(pid)).toBe(false);
   });
 });

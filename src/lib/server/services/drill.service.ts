@@ -6,6 +6,7 @@ import { formatDuration } from '../../shared/format';
 import type { Config } from '../config';
 import type { Database } from '../db/database';
 import { derivedNameBase } from '../db/roles';
+import { ChildProcessError } from '../process/child';
 import { FileDigest } from '../backup/manifest';
 import { SchemaTooNewError } from '../db/migrator';
 import type { DrillRepository } from '../repositories/drill.repository';
@@ -258,8 +259,9 @@ export class DrillService {
     try {
       await this.drill(filename, log, signal);
     } catch (cause) {
-      // A step stopped by the cancel throws its own AbortError ("The operation was aborted"): say why it was cancelled.
-      error = messageOf(signal.aborted ? signal.reason : cause);
+      // A step stopped by the cancel throws its own AbortError ("The operation was aborted"): say why it was
+      // cancelled. A step's own failure stays the error, even when a cancel arrives during the cleanup after it.
+      error = messageOf(stoppedByCancel(cause, signal) ? signal.reason : cause);
       await log.info(`Drill failed: ${error}`).catch(() => undefined);
     } finally {
       releaseFile();
@@ -387,6 +389,12 @@ export class DrillService {
       await login.release(log);
     }
   }
+}
+
+/** The error a step threw because the drill was cancelled: the reason itself, an AbortError, or a child killed for the signal. */
+function stoppedByCancel(error: unknown, signal: AbortSignal): boolean {
+  if (!signal.aborted) return false;
+  return error === signal.reason || (error as Error | undefined)?.name === 'AbortError' || (error instanceof ChildProcessError && error.cancelled);
 }
 
 function messageOf(error: unknown): string {
