@@ -10,7 +10,7 @@ export interface EventStreamOptions {
   /** Sends what is current first (a late subscriber misses nothing), then subscribes to changes; returns the unsubscribe. */
   open(sink: EventSink): (() => void) | Promise<() => void>;
   heartbeatMs: number;
-  /** Runs every heartbeat; by default a comment unless something was written since the last one. */
+  /** Runs every heartbeat; by default a comment, so a proxy's idle timeout never sees more than heartbeatMs between bytes. */
   heartbeat?(sink: EventSink): void;
   /** The request's: the subscription ends when the client goes. */
   signal?: AbortSignal;
@@ -56,11 +56,7 @@ export function eventStreamResponse(options: EventStreamOptions): Response {
       return lastWrite;
     },
   };
-  const heartbeat =
-    options.heartbeat ??
-    ((sink: EventSink) => {
-      if (Date.now() - sink.lastWrite >= options.heartbeatMs - 100) sink.comment('ping');
-    });
+  const heartbeat = options.heartbeat ?? ((sink: EventSink) => sink.comment('ping'));
   const stream = new ReadableStream<Uint8Array>({
     async start(streamController) {
       controller = streamController;

@@ -33,7 +33,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
   const name = command.split('/').pop();
   let stderr = '';
   let killedFor: string | null = null;
-  let cancelled = false;
+  const cancelReason = `${name} was cancelled`;
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
     if (stderr.length < STDERR_LIMIT) stderr += chunk;
@@ -46,10 +46,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
     // psql/pg_dump exit promptly on SIGTERM; SIGKILL if they do not.
     setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), 5000).unref();
   };
-  const onAbort = () => {
-    if (!killedFor) cancelled = true;
-    kill(`${name} was cancelled`);
-  };
+  const onAbort = () => kill(cancelReason);
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) onAbort();
   const timer = timeoutMs ? setTimeout(() => kill(`${name} ran longer than ${formatDuration(timeoutMs)} and was stopped as hung`), timeoutMs) : null;
@@ -66,7 +63,7 @@ export function startChild(command: string, args: string[], options: SpawnOption
       if (code === 0 && !killedFor) return resolve();
       const detail = stderr.trim();
       const why = killedFor ?? `${name} exited with code ${code}`;
-      reject(new ChildProcessError(detail ? `${why}: ${detail}` : why, stderr, code, cancelled && killedFor !== null));
+      reject(new ChildProcessError(detail ? `${why}: ${detail}` : why, stderr, code, killedFor === cancelReason));
     });
   });
   return { child, done, kill };

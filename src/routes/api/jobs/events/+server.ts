@@ -9,7 +9,5 @@ export const GET = async ({ locals, request }) => {
     signal: request.signal,
     heartbeatMs: 15_000,
     open: (sink) => instance().jobs.subscribe((statuses) => sink.send(statuses)),
-    // Every 15 s whatever was sent: a proxy's idle timeout never sees more than that between bytes.
-    heartbeat: (sink) => sink.comment('heartbeat'),
   });
 };
